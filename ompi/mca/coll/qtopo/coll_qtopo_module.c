@@ -1,0 +1,118 @@
+/*
+ * coll/qtopo module lifecycle: which communicators get a qtopo module (comm_query),
+ * capturing the allreduce that would run without qtopo (module_enable), and freeing
+ * per-communicator state (destructor).
+ *
+ * qtopo fills only the allreduce slot. Open MPI 4.1's framework copies every non-NULL
+ * slot of the module into comm->c_coll after module_enable returns, and enables
+ * modules from lowest to highest priority, so at enable time comm->c_coll holds the
+ * best lower-priority allreduce: that is the one qtopo falls back to.
+ */
+
+#include "ompi_config.h"
+
+#include <stdlib.h>
+
+#include "coll_qtopo.h"
+
+#include "ompi/mca/coll/base/base.h"
+#include "opal/mca/base/base.h"
+#include "opal/util/show_help.h"
+
+static void qtopo_module_construct(mca_coll_qtopo_module_t *m)
+{
+    m->prev_allreduce = NULL;
+    m->prev_allreduce_module = NULL;
+    m->busy = false;
+    m->failed = false;
+    m->scratch = NULL;
+    m->scratch_size = 0;
+}
+
+static void qtopo_module_destruct(mca_coll_qtopo_module_t *m)
+{
+    free(m->scratch);
+    if (NULL != m->prev_allreduce_module) {
+        OBJ_RELEASE(m->prev_allreduce_module);
+    }
+}
+
+OBJ_CLASS_INSTANCE(mca_coll_qtopo_module_t, mca_coll_base_module_t, qtopo_module_construct,
+                   qtopo_module_destruct);
+
+int mca_coll_qtopo_init_query(bool enable_progress_threads, bool enable_mpi_threads)
+{
+    /* per-communicator state only; counters are atomic: any thread level is fine */
+    (void) enable_progress_threads;
+    (void) enable_mpi_threads;
+    return OMPI_SUCCESS;
+}
+
+/*
+ * `--mca coll qtopo` alone leaves no component for everything qtopo does not do, and
+ * Open MPI's own message then does not say what to add. Say it, once per process.
+ */
+static void report_missing_fallback(struct ompi_communicator_t *comm)
+{
+    static bool reported = false;
+
+    if (!reported) {
+        reported = true;
+        opal_show_help("help-coll-qtopo.txt", "no-fallback", true, comm->c_name);
+    }
+}
+
+static bool qtopo_is_only_component(void)
+{
+    opal_list_t *list = &ompi_coll_base_framework.framework_components;
+    mca_base_component_list_item_t *cli;
+
+    OPAL_LIST_FOREACH(cli, list, mca_base_component_list_item_t) {
+        if (0 != strcmp(cli->cli_component->mca_component_name, "qtopo")) {
+            return false;
+        }
+    }
+    return true;
+}
+
+static int qtopo_module_enable(mca_coll_base_module_t *module, struct ompi_communicator_t *comm)
+{
+    mca_coll_qtopo_module_t *m = (mca_coll_qtopo_module_t *) module;
+
+    if (NULL == comm->c_coll->coll_allreduce || NULL == comm->c_coll->coll_allreduce_module) {
+        report_missing_fallback(comm);
+        return OMPI_ERROR;
+    }
+    m->prev_allreduce = comm->c_coll->coll_allreduce;
+    m->prev_allreduce_module = comm->c_coll->coll_allreduce_module;
+    OBJ_RETAIN(m->prev_allreduce_module);
+    QTOPO_VERBOSE(1, "enabled on %s (size %d), falling back to %p", comm->c_name,
+                  ompi_comm_size(comm), (void *) m->prev_allreduce_module);
+    return OMPI_SUCCESS;
+}
+
+mca_coll_base_module_t *mca_coll_qtopo_comm_query(struct ompi_communicator_t *comm,
+                                                  int *priority)
+{
+    mca_coll_qtopo_component_t *c = &mca_coll_qtopo_component;
+    mca_coll_qtopo_module_t *m;
+
+    if (qtopo_is_only_component()) {
+        report_missing_fallback(comm);
+        return NULL;
+    }
+    if (c->priority <= 0 || OMPI_COMM_IS_INTER(comm) || ompi_comm_size(comm) < 2) {
+        return NULL;
+    }
+    if (!mca_coll_qtopo_params_valid()) {
+        return NULL;
+    }
+    m = OBJ_NEW(mca_coll_qtopo_module_t);
+    if (NULL == m) {
+        return NULL;
+    }
+    m->super.coll_module_enable = qtopo_module_enable;
+    m->super.coll_allreduce = mca_coll_qtopo_allreduce;
+    *priority = c->priority > 100 ? 100 : c->priority;
+    return &m->super;
+}

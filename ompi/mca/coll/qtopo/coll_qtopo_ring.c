@@ -1,0 +1,206 @@
+/*
+ * Exact (fp32) allreduce: a pipelined ring reduce-scatter followed by a ring allgather.
+ *
+ * The buffer is cut into one chunk per rank and every chunk into nseg segments
+ * (coll_qtopo_partition.h). Rank r sends to next = r+1 and receives from prev = r-1.
+ *
+ *   reduce-scatter, step k = 0..n-2:  receive chunk (r-k-1) from prev, add the local
+ *                                     contribution, send the partial sum to next
+ *   allgather,      step k = 0..n-2:  receive the final chunk (r-k) from prev into rbuf,
+ *                                     forward it to next
+ *
+ * After the reduce-scatter rank r owns the final chunk (r+1). The two phases are
+ * pipelined per segment: as soon as segment j of a step has arrived and been reduced
+ * it goes on to the next rank, while segment j+1 is still on the wire, and the last
+ * reduce-scatter step flows straight into the first allgather step. Each rank's
+ * final chunk is computed once, by its owner, in a fixed order and then copied
+ * byte for byte, so every rank ends with bit-identical results. Every rank moves
+ * 2(n-1)/n of the buffer, the bandwidth optimum.
+ *
+ * Messages between a pair are matched in posting order (coll_qtopo_xport.h); the
+ * receives below are posted in exactly the order prev sends.
+ */
+
+#include <string.h>
+
+#include "coll_qtopo_algo.h"
+#include "coll_qtopo_partition.h"
+
+typedef struct ring_plan {
+    qtopo_xport_t *x;
+    size_t count;
+    int n, r, next, prev;
+    int nseg;
+    size_t maxseg; /* elements in the largest segment */
+} ring_plan_t;
+
+static void ring_plan_init(ring_plan_t *p, size_t count, int size, size_t seg_bytes)
+{
+    size_t maxchunk = qtopo_part_len(count, (size_t) size, 0);
+
+    p->count = count;
+    p->n = size;
+    p->nseg = qtopo_nsegments(maxchunk * sizeof(float), seg_bytes);
+    p->maxseg = qtopo_part_len(maxchunk, (size_t) p->nseg, 0);
+}
+
+size_t qtopo_ring_scratch_bytes(size_t count, int size, size_t seg_bytes)
+{
+    ring_plan_t p;
+
+    ring_plan_init(&p, count, size, seg_bytes);
+    return (size_t) p.nseg * p.maxseg * sizeof(float);
+}
+
+static size_t seg_len(const ring_plan_t *p, int chunk, int j)
+{
+    size_t clen = qtopo_part_len(p->count, (size_t) p->n, (size_t) chunk);
+    return qtopo_part_len(clen, (size_t) p->nseg, (size_t) j);
+}
+
+static size_t seg_off(const ring_plan_t *p, int chunk, int j)
+{
+    size_t clen = qtopo_part_len(p->count, (size_t) p->n, (size_t) chunk);
+    return qtopo_part_off(p->count, (size_t) p->n, (size_t) chunk)
+           + qtopo_part_off(clen, (size_t) p->nseg, (size_t) j);
+}
+
+/* dst = a + b; dst may be a. */
+static void sum_f32(float *dst, const float *a, const float *b, size_t n)
+{
+    size_t i;
+
+    for (i = 0; i < n; ++i) {
+        dst[i] = a[i] + b[i];
+    }
+}
+
+static int send_seg(ring_plan_t *p, const float *buf, int chunk, int j, qtopo_req_t *req)
+{
+    return p->x->isend(p->x, p->next, buf + seg_off(p, chunk, j),
+                       seg_len(p, chunk, j) * sizeof(float), req);
+}
+
+static int recv_seg(ring_plan_t *p, float *dst, int chunk, int j, qtopo_req_t *req)
+{
+    return p->x->irecv(p->x, p->prev, dst, seg_len(p, chunk, j) * sizeof(float), req);
+}
+
+/* Waits for receive j of `chunk` and checks that it has exactly the planned size. */
+static int wait_seg(ring_plan_t *p, int chunk, int j, qtopo_req_t *req)
+{
+    int rc = p->x->wait(p->x, req, 1);
+
+    if (QTOPO_XPORT_OK == rc && req->bytes != seg_len(p, chunk, j) * sizeof(float)) {
+        rc = QTOPO_XPORT_ERR;
+    }
+    return rc;
+}
+
+/* Replaces send request *req by a send of segment j of `chunk`, once *req completed. */
+static int resend_seg(ring_plan_t *p, const float *buf, int chunk, int j, qtopo_req_t *req)
+{
+    int rc = p->x->wait(p->x, req, 1);
+
+    return QTOPO_XPORT_OK == rc ? send_seg(p, buf, chunk, j, req) : rc;
+}
+
+static int ring_reduce_scatter(ring_plan_t *p, const float *sbuf, float *rbuf, float *slots,
+                               qtopo_req_t *rreq, qtopo_req_t *sreq)
+{
+    int rc = QTOPO_XPORT_OK;
+    int j, k, c;
+
+    for (j = 0; QTOPO_XPORT_OK == rc && j < p->nseg; ++j) {
+        rc = recv_seg(p, slots + (size_t) j * p->maxseg, qtopo_mod(p->r - 1, p->n), j, &rreq[j]);
+    }
+    for (j = 0; QTOPO_XPORT_OK == rc && j < p->nseg; ++j) {
+        rc = send_seg(p, sbuf, p->r, j, &sreq[j]);
+    }
+    for (k = 0; QTOPO_XPORT_OK == rc && k <= p->n - 2; ++k) {
+        c = qtopo_mod(p->r - k - 1, p->n);
+        for (j = 0; QTOPO_XPORT_OK == rc && j < p->nseg; ++j) {
+            float *slot = slots + (size_t) j * p->maxseg;
+            float *dst = rbuf + seg_off(p, c, j);
+
+            rc = wait_seg(p, c, j, &rreq[j]);
+            if (QTOPO_XPORT_OK != rc) {
+                break;
+            }
+            sum_f32(dst, sbuf + seg_off(p, c, j), slot, seg_len(p, c, j));
+            /* the in-place send of our own chunk must be done before it is overwritten */
+            rc = p->x->wait(p->x, &sreq[j], 1);
+            if (QTOPO_XPORT_OK != rc) {
+                break;
+            }
+            if (k < p->n - 2) {
+                rc = recv_seg(p, slot, qtopo_mod(c - 1, p->n), j, &rreq[j]);
+            } else {
+                /* c == r+1 is final: this is the first allgather step */
+                rc = recv_seg(p, rbuf + seg_off(p, p->r, j), p->r, j, &rreq[j]);
+            }
+            if (QTOPO_XPORT_OK == rc) {
+                rc = send_seg(p, rbuf, c, j, &sreq[j]);
+            }
+        }
+    }
+    return rc;
+}
+
+static int ring_allgather(ring_plan_t *p, float *rbuf, qtopo_req_t *rreq, qtopo_req_t *sreq)
+{
+    int rc = QTOPO_XPORT_OK;
+    int j, k, c;
+
+    for (k = 0; QTOPO_XPORT_OK == rc && k <= p->n - 2; ++k) {
+        c = qtopo_mod(p->r - k, p->n);
+        for (j = 0; QTOPO_XPORT_OK == rc && j < p->nseg; ++j) {
+            rc = wait_seg(p, c, j, &rreq[j]);
+            if (QTOPO_XPORT_OK != rc || k == p->n - 2) {
+                continue;
+            }
+            rc = recv_seg(p, rbuf + seg_off(p, qtopo_mod(c - 1, p->n), j),
+                          qtopo_mod(c - 1, p->n), j, &rreq[j]);
+            if (QTOPO_XPORT_OK == rc) {
+                rc = resend_seg(p, rbuf, c, j, &sreq[j]);
+            }
+        }
+    }
+    return rc;
+}
+
+int qtopo_ring_allreduce(qtopo_xport_t *x, const float *sbuf, float *rbuf, size_t count,
+                         size_t seg_bytes, void *scratch)
+{
+    qtopo_req_t rreq[QTOPO_MAX_SEGMENTS], sreq[QTOPO_MAX_SEGMENTS];
+    ring_plan_t p;
+    int rc, rc_drain, j;
+
+    if (1 == x->size) {
+        if (sbuf != rbuf) {
+            memcpy(rbuf, sbuf, count * sizeof(float));
+        }
+        return QTOPO_XPORT_OK;
+    }
+    ring_plan_init(&p, count, x->size, seg_bytes);
+    p.x = x;
+    p.r = x->rank;
+    p.next = qtopo_mod(x->rank + 1, x->size);
+    p.prev = qtopo_mod(x->rank - 1, x->size);
+    for (j = 0; j < p.nseg; ++j) {
+        rreq[j] = (qtopo_req_t) QTOPO_REQ_INIT;
+        sreq[j] = (qtopo_req_t) QTOPO_REQ_INIT;
+    }
+
+    rc = ring_reduce_scatter(&p, sbuf, rbuf, (float *) scratch, rreq, sreq);
+    if (QTOPO_XPORT_OK == rc) {
+        rc = ring_allgather(&p, rbuf, rreq, sreq);
+    }
+    /* nothing may stay in flight once we return, also on an error path */
+    rc_drain = x->wait(x, rreq, p.nseg);
+    if (QTOPO_XPORT_OK == rc) {
+        rc = rc_drain;
+    }
+    rc_drain = x->wait(x, sreq, p.nseg);
+    return QTOPO_XPORT_OK == rc ? rc_drain : rc;
+}

@@ -1,0 +1,45 @@
+/*
+ * The transport seam between qtopo's algorithms and whatever moves bytes.
+ *
+ * An algorithm sees a group of `size` peers, is peer `rank` in it, posts byte
+ * sends and receives to peer indices and waits on them. It never calls the PML,
+ * UCX or MPI directly. Implementations: coll_qtopo_xport_pml.c (Open MPI's PML over
+ * a communicator), the multi-rail one later, and an in-process mock in the unit
+ * tests that runs the algorithms at 1..64 "ranks" as threads.
+ *
+ * Ordering contract (the MPI non-overtaking rule): between one sender and one
+ * receiver, the i-th send posted is matched by the i-th receive posted. A receive
+ * may be larger than the message; wait() reports the bytes that arrived.
+ *
+ * No Open MPI types here.
+ */
+
+#ifndef COLL_QTOPO_XPORT_H
+#define COLL_QTOPO_XPORT_H
+
+#include <stddef.h>
+
+typedef struct qtopo_req {
+    void *handle;  /* transport-owned; NULL when nothing is pending */
+    size_t bytes;  /* after wait() on a receive: bytes received */
+} qtopo_req_t;
+
+#define QTOPO_REQ_INIT {NULL, 0}
+
+typedef struct qtopo_xport qtopo_xport_t;
+
+struct qtopo_xport {
+    int rank;
+    int size;
+    int (*isend)(qtopo_xport_t *x, int peer, const void *buf, size_t bytes, qtopo_req_t *req);
+    int (*irecv)(qtopo_xport_t *x, int peer, void *buf, size_t cap, qtopo_req_t *req);
+    /* completes every pending request of reqs[0..n-1]; entries with NULL handle are skipped */
+    int (*wait)(qtopo_xport_t *x, qtopo_req_t *reqs, int n);
+    void *ctx;
+};
+
+/* Transport return codes (0 = success). */
+#define QTOPO_XPORT_OK 0
+#define QTOPO_XPORT_ERR -1
+
+#endif /* COLL_QTOPO_XPORT_H */

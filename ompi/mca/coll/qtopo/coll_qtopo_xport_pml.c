@@ -1,0 +1,86 @@
+/*
+ * The qtopo transport (coll_qtopo_xport.h) over Open MPI's PML on a communicator.
+ *
+ * Peers are ranks of the communicator, or of a subgroup given as a table of
+ * communicator ranks. All messages use the blocking-allreduce tag: blocking
+ * collectives on one communicator never overlap, user point-to-point tags are
+ * non-negative, and the PML keeps messages between a pair in posting order, which
+ * is all the algorithms rely on.
+ */
+
+#include "ompi_config.h"
+
+#include "coll_qtopo.h"
+#include "coll_qtopo_xport.h"
+
+#include "ompi/mca/coll/base/coll_tags.h"
+#include "ompi/mca/pml/pml.h"
+#include "ompi/request/request.h"
+
+static int pml_peer(const qtopo_xport_t *x, int peer)
+{
+    const mca_coll_qtopo_pml_ctx_t *c = x->ctx;
+
+    return NULL == c->ranks ? peer : c->ranks[peer];
+}
+
+static int pml_isend(qtopo_xport_t *x, int peer, const void *buf, size_t bytes, qtopo_req_t *req)
+{
+    mca_coll_qtopo_pml_ctx_t *c = x->ctx;
+    ompi_request_t *r = NULL;
+    int rc;
+
+    rc = MCA_PML_CALL(isend((void *) buf, bytes, MPI_BYTE, pml_peer(x, peer),
+                            MCA_COLL_BASE_TAG_ALLREDUCE, MCA_PML_BASE_SEND_STANDARD, c->comm,
+                            &r));
+    req->handle = r;
+    return OMPI_SUCCESS == rc ? QTOPO_XPORT_OK : QTOPO_XPORT_ERR;
+}
+
+static int pml_irecv(qtopo_xport_t *x, int peer, void *buf, size_t cap, qtopo_req_t *req)
+{
+    mca_coll_qtopo_pml_ctx_t *c = x->ctx;
+    ompi_request_t *r = NULL;
+    int rc;
+
+    rc = MCA_PML_CALL(irecv(buf, cap, MPI_BYTE, pml_peer(x, peer), MCA_COLL_BASE_TAG_ALLREDUCE,
+                            c->comm, &r));
+    req->handle = r;
+    return OMPI_SUCCESS == rc ? QTOPO_XPORT_OK : QTOPO_XPORT_ERR;
+}
+
+static int pml_wait(qtopo_xport_t *x, qtopo_req_t *reqs, int n)
+{
+    int i, rc = QTOPO_XPORT_OK;
+
+    (void) x;
+    for (i = 0; i < n; ++i) {
+        ompi_request_t *r = reqs[i].handle;
+        ompi_status_public_t status;
+
+        if (NULL == r) {
+            continue;
+        }
+        /* ompi_request_wait frees the request and sets r to MPI_REQUEST_NULL */
+        if (OMPI_SUCCESS != ompi_request_wait(&r, &status)) {
+            rc = QTOPO_XPORT_ERR;
+        }
+        reqs[i].bytes = status._ucount;
+        reqs[i].handle = NULL;
+    }
+    return rc;
+}
+
+void mca_coll_qtopo_xport_pml_init(qtopo_xport_t *x, mca_coll_qtopo_pml_ctx_t *ctx,
+                                   struct ompi_communicator_t *comm, const int *ranks,
+                                   int rank, int size)
+{
+    ctx->comm = comm;
+    ctx->ranks = ranks;
+    x->rank = rank;
+    x->size = size;
+    x->isend = pml_isend;
+    x->irecv = pml_irecv;
+    x->wait = pml_wait;
+    x->ctx = ctx;
+}

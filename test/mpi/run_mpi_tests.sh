@@ -1,0 +1,73 @@
+#!/bin/bash
+# Runs the coll/qtopo MPI tests with mpirun --oversubscribe at several rank counts and
+# parameter settings, against the component just built (QTOPO_BUILDDIR/.libs comes first
+# in the component path). Prints "N passed, M failed" over all runs.
+set -u
+
+builddir=${QTOPO_BUILDDIR:-$(cd "$(dirname "$0")/../.." && pwd)}
+mpirun=${MPIRUN:-mpirun}
+test_bin="$builddir/test/mpi/test_allreduce"
+log_dir="$builddir/test/mpi/logs"
+passed=0
+failed=0
+
+mkdir -p "$log_dir"
+mpi_run() {
+    # mpi_run NP [mpirun args...] -- program args
+    local np=$1
+    shift
+    timeout 600 "$mpirun" --allow-run-as-root --oversubscribe -np "$np" \
+        --mca mca_base_component_path "$builddir/.libs:SYS_DEFAULT" \
+        --mca btl self,vader,tcp --mca mpi_yield_when_idle 1 "$@"
+}
+
+record() {
+    # record NAME STATUS LOGFILE
+    if [ "$2" -eq 0 ]; then
+        passed=$((passed + 1))
+        echo "PASS: $1"
+    else
+        failed=$((failed + 1))
+        echo "FAIL: $1 (log: $3)"
+        tail -n 20 "$3"
+    fi
+}
+
+run_case() {
+    # run_case NAME NP [mpirun args...] -- [program args...]
+    local name=$1 np=$2 log
+    shift 2
+    log="$log_dir/$(echo "$name" | tr -c 'A-Za-z0-9_=.-' '_').log"
+    mpi_run "$np" "$@" >"$log" 2>&1
+    record "$name" $? "$log"
+}
+
+expect_output() {
+    # expect_output NAME PATTERN NP [mpirun args...]: the run must print PATTERN
+    local name=$1 pattern=$2 np=$3 log
+    shift 3
+    log="$log_dir/$(echo "$name" | tr -c 'A-Za-z0-9_=.-' '_').log"
+    mpi_run "$np" "$@" >"$log" 2>&1
+    grep -q -- "$pattern" "$log"
+    record "$name" $? "$log"
+}
+
+on="--mca coll_qtopo_priority 40"
+for np in 1 2 3 4 5 8; do
+    run_case "np=$np qtopo on" "$np" $on "$test_bin" --expect on
+    run_case "np=$np qtopo on, min_bytes=0, 4 KiB segments" "$np" $on \
+        --mca coll_qtopo_min_bytes 0 --mca coll_qtopo_segment_size 4096 "$test_bin" --expect on
+done
+for np in 1 3 4; do
+    run_case "np=$np installed but inert" "$np" "$test_bin" --expect off
+done
+run_case "np=2 qtopo on, > 2^28 elements" 2 $on "$test_bin" --expect on --large
+run_case "np=4 bits=3 is reported and falls back" 4 $on --mca coll_qtopo_bits 3 \
+    "$test_bin" --expect off
+expect_output "np=4 bits=3 message" "coll_qtopo_bits is 3" 4 $on --mca coll_qtopo_bits 3 \
+    "$test_bin" --expect off
+expect_output "np=2 --mca coll qtopo names the components to add" \
+    "coll qtopo,tuned,libnbc,basic,self" 2 --mca coll qtopo $on "$test_bin" --expect on
+
+echo "$passed passed, $failed failed"
+[ "$failed" -eq 0 ]
