@@ -1,0 +1,44 @@
+# common.sh: names, paths and helpers shared by the qtopo cluster test-bed scripts.
+# Sourced, not run. Every name starts with "qt" so nothing collides with the host.
+# shellcheck shell=bash disable=SC2034  # constants used by the scripts that source this
+
+QT_NODE_PREFIX=qtnode                 # node namespaces: qtnode0, qtnode1, ...
+QT_FABRIC=qtfabric                    # namespace holding one bridge per rail (br0, br1, ...)
+QT_LOGIN_DEV=qtlogin                  # root-namespace end of the login veth into br0
+QT_LOGIN_ADDR=10.10.0.254             # its address, so mpirun can run in the root namespace
+QT_OOB_NET=10.10.0.0/24               # rail0 subnet: carries mpirun <-> orted traffic
+QT_STATE_DIR=/run/qtopo-cluster       # state file and default hostfile
+QT_UTS_DIR=/run/qtopo-uts             # one bind-mounted UTS namespace file per node
+QT_HOSTS_TAG="# qtopo-cluster"        # marks the /etc/hosts lines this test bed owns
+
+qt_die() {
+    echo "$(basename "$0"): $*" >&2
+    exit 1
+}
+
+# Address of node $1 on rail $2: 10.(10+rail).0.(node+1).
+qt_rail_addr() {
+    echo "10.$((10 + $2)).0.$(($1 + 1))"
+}
+
+# Load QT_NODES, QT_RAILS, QT_RATES, QT_LOGIN, QT_HOSTFILE written by `cluster.sh up`.
+qt_load_state() {
+    [[ -r $QT_STATE_DIR/state ]] || qt_die "no cluster is up (run: cluster.sh up N R)"
+    # shellcheck source=/dev/null
+    . "$QT_STATE_DIR/state"
+}
+
+# Run a command inside node $1: its UTS namespace (hostname) and network namespace.
+# `ip netns exec` also remounts /sys, so /sys/class/net shows the node's rails.
+qt_in_node() {
+    local node=$1
+    shift
+    [[ -e $QT_UTS_DIR/$node ]] || qt_die "unknown node '$node' (is the cluster up?)"
+    nsenter --uts="$QT_UTS_DIR/$node" -- ip netns exec "$node" "$@"
+}
+
+# True when rail0's subnet (used by the login veth) has an address or route in the
+# root namespace.
+qt_login_subnet_in_use() {
+    [[ -n $(ip -4 -o addr show to "$QT_OOB_NET") || -n $(ip -4 route show exact "$QT_OOB_NET") ]]
+}
