@@ -64,7 +64,7 @@ done
 run_case "np=2 qtopo on, > 2^28 elements" 2 $on "$test_bin" --expect on --large
 run_case "np=4 bits=3 is reported and falls back" 4 $on --mca coll_qtopo_bits 3 \
     "$test_bin" --expect off
-expect_output "np=4 bits=3 message" "coll_qtopo_bits is 3" 4 $on --mca coll_qtopo_bits 3 \
+expect_output "np=4 bits=3 message" "coll_qtopo_bits has the value \"3\"" 4 $on --mca coll_qtopo_bits 3 \
     "$test_bin" --expect off
 expect_output "np=2 --mca coll qtopo names the components to add" \
     "coll qtopo,tuned,libnbc,basic,self" 2 --mca coll qtopo $on "$test_bin" --expect on

@@ -18,6 +18,9 @@
 #include "ompi/mca/coll/coll.h"
 #include "opal/util/output.h"
 
+#include "coll_qtopo_codec.h"
+#include "coll_qtopo_ef.h"
+#include "coll_qtopo_policy.h"
 #include "coll_qtopo_xport.h"
 
 BEGIN_C_DECLS
@@ -25,14 +28,19 @@ BEGIN_C_DECLS
 /* Values of coll_qtopo_algorithm. */
 enum {
     QTOPO_ALG_AUTO = 0,
-    QTOPO_ALG_RING = 1,
+    QTOPO_ALG_FLAT = 1,
 };
 
-/* Counters behind the MPI_T performance variables (component-wide, updated atomically). */
+/* Counters behind the MPI_T performance variables; the component holds the process
+ * totals (updated atomically), each module its communicator's share. */
 typedef struct mca_coll_qtopo_counters_t {
-    unsigned long calls_handled;  /* allreduce calls run by qtopo's own algorithms */
-    unsigned long calls_fallback; /* calls handed to the previous module */
-    unsigned long bytes_logical;  /* fp32 bytes reduced by qtopo (count * 4 per call) */
+    unsigned long calls_handled;   /* allreduce calls run by qtopo's own algorithms */
+    unsigned long calls_quantized; /* ... of which quantized */
+    unsigned long calls_fallback;  /* calls handed to the previous module */
+    unsigned long bytes_logical;   /* fp32 bytes reduced by qtopo (count * 4 per call) */
+    unsigned long bytes_wire;      /* bytes this process sent for them */
+    unsigned long usec_total;      /* time in qtopo's algorithms, microseconds */
+    unsigned long usec_code;       /* ... of which encoding and decoding */
 } mca_coll_qtopo_counters_t;
 
 typedef struct mca_coll_qtopo_component_t {
@@ -41,8 +49,16 @@ typedef struct mca_coll_qtopo_component_t {
     /* MCA parameters (storage owned by the MCA variable system) */
     int priority;
     int bits;
+    int block_size;
+    int rounding;
+    unsigned long long seed;
     size_t min_bytes;
     size_t segment_size;
+    double ratio;
+    int warmup;
+    char *rules;
+    bool error_feedback;
+    size_t ef_max_bytes;
     int algorithm;
     int verbose;
 
@@ -65,9 +81,21 @@ typedef struct mca_coll_qtopo_module_t {
     /* sticky pass-through after an internal error; all ranks see the same error */
     bool failed;
 
+    /* eligible calls so far: drives the ratio schedule and the stochastic-rounding key */
+    uint64_t ncalls;
+    /* the coll_qtopo_rules string last parsed, and its rules */
+    char *rules_text;
+    qtopo_rules_t rules;
+    /* error-feedback residuals of this communicator (created on first use) */
+    qtopo_ef_store_t *ef;
+
     /* scratch memory reused across calls (grown, never shrunk) */
     void *scratch;
     size_t scratch_size;
+
+    mca_coll_qtopo_counters_t counters; /* this communicator's share */
+    int comm_size;
+    char comm_name[MPI_MAX_OBJECT_NAME]; /* for the summary: the communicator is gone by then */
 } mca_coll_qtopo_module_t;
 
 OBJ_CLASS_DECLARATION(mca_coll_qtopo_module_t);
@@ -76,7 +104,11 @@ OBJ_CLASS_DECLARATION(mca_coll_qtopo_module_t);
     opal_output_verbose((level), mca_coll_qtopo_component.output, "coll:qtopo: " __VA_ARGS__)
 
 /* coll_qtopo_component.c */
-int mca_coll_qtopo_params_valid(void);
+/* Checks the global parameters and the module's parsed rules (re-parsed when
+ * coll_qtopo_rules changed); reports a bad value once. */
+bool mca_coll_qtopo_params_valid(mca_coll_qtopo_module_t *m);
+/* Adds a call's counts to the process totals and the module's. */
+void mca_coll_qtopo_count(mca_coll_qtopo_module_t *m, const mca_coll_qtopo_counters_t *delta);
 
 /* coll_qtopo_module.c */
 int mca_coll_qtopo_init_query(bool enable_progress_threads, bool enable_mpi_threads);

@@ -11,7 +11,9 @@
 
 #include "ompi_config.h"
 
+#include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 
 #include "coll_qtopo.h"
 
@@ -25,13 +27,41 @@ static void qtopo_module_construct(mca_coll_qtopo_module_t *m)
     m->prev_allreduce_module = NULL;
     m->busy = false;
     m->failed = false;
+    m->ncalls = 0;
+    m->rules_text = NULL;
+    m->rules.n = 0;
+    m->ef = NULL;
     m->scratch = NULL;
     m->scratch_size = 0;
+    memset(&m->counters, 0, sizeof(m->counters));
+}
+
+/* coll_qtopo_verbose >= 1: what qtopo did on a communicator, printed when it is freed.
+ * The wire ratio compares the bytes sent with what an exact fp32 ring sends,
+ * 2(n-1)/n of the buffer per rank. */
+static void print_summary(const mca_coll_qtopo_module_t *m)
+{
+    const mca_coll_qtopo_counters_t *k = &m->counters;
+    double exact = (double) k->bytes_logical * 2.0 * (m->comm_size - 1) / m->comm_size;
+
+    if (0 == k->calls_handled + k->calls_fallback) {
+        return;
+    }
+    QTOPO_VERBOSE(1, "summary for %s: %lu calls handled (%lu quantized), %lu handed on; %lu "
+                  "fp32 bytes reduced, %lu bytes sent (wire ratio %.3f of exact fp32, %.0f bytes "
+                  "saved); %.3f s in qtopo, %.3f s of it coding",
+                  m->comm_name, k->calls_handled, k->calls_quantized, k->calls_fallback,
+                  k->bytes_logical, k->bytes_wire, exact > 0 ? k->bytes_wire / exact : 0.0,
+                  exact - (double) k->bytes_wire, 1e-6 * (double) k->usec_total,
+                  1e-6 * (double) k->usec_code);
 }
 
 static void qtopo_module_destruct(mca_coll_qtopo_module_t *m)
 {
+    print_summary(m);
     free(m->scratch);
+    qtopo_ef_store_destroy(m->ef);
+    free(m->rules_text);
     if (NULL != m->prev_allreduce_module) {
         OBJ_RELEASE(m->prev_allreduce_module);
     }
@@ -86,6 +116,8 @@ static int qtopo_module_enable(mca_coll_base_module_t *module, struct ompi_commu
     m->prev_allreduce = comm->c_coll->coll_allreduce;
     m->prev_allreduce_module = comm->c_coll->coll_allreduce_module;
     OBJ_RETAIN(m->prev_allreduce_module);
+    m->comm_size = ompi_comm_size(comm);
+    snprintf(m->comm_name, sizeof(m->comm_name), "%s", comm->c_name);
     QTOPO_VERBOSE(1, "enabled on %s (size %d), falling back to %p", comm->c_name,
                   ompi_comm_size(comm), (void *) m->prev_allreduce_module);
     return OMPI_SUCCESS;
@@ -101,10 +133,10 @@ mca_coll_base_module_t *mca_coll_qtopo_comm_query(struct ompi_communicator_t *co
         report_missing_fallback(comm);
         return NULL;
     }
-    if (c->priority <= 0 || OMPI_COMM_IS_INTER(comm) || ompi_comm_size(comm) < 2) {
+    if (0 >= c->priority || OMPI_COMM_IS_INTER(comm) || 2 > ompi_comm_size(comm)) {
         return NULL;
     }
-    if (!mca_coll_qtopo_params_valid()) {
+    if (!mca_coll_qtopo_params_valid(NULL)) {
         return NULL;
     }
     m = OBJ_NEW(mca_coll_qtopo_module_t);

@@ -1,0 +1,264 @@
+/*
+ * qtopo quantization codec: turns a segment of fp32 values into per-block
+ * scaled b-bit integer codes (b = 8, 4, 2, 1) or a bfloat16 payload (b = 16)
+ * and back.  Pure C11, no Open MPI or MPI headers, so it can be unit-tested
+ * and fuzzed on its own.  Scalar and AVX2 kernels give bit-identical bytes and
+ * floats, so ranks on different CPUs agree.
+ *
+ * Requirements: no FMA contraction (the scalar and SIMD paths must perform
+ * the very same IEEE operations; the .c files turn it off with a pragma, and
+ * the build should pass -ffp-contract=off too; never clang's
+ * -ffp-contract=fast, which overrides the pragma), default MXCSR state at run
+ * time (round to nearest, no FTZ/DAZ), a little-endian host.  All calls are
+ * reentrant (no hidden state, no allocation) except qtopo_codec_force_scalar.
+ *
+ * Message format (all multi-byte fields little-endian, no alignment needed):
+ *
+ *   fixed part: for each block of B elements (the last one may be shorter),
+ *               in order: header, then ceil(len * b / 8) bytes of codes
+ *   appendix:   for each flagged ("raw") block, in block order, its len fp32
+ *               values exactly as given
+ *
+ *   header, b <= 8 (8 bytes): float scale s, float mid.  Element j of the block
+ *       has code q_j in [0, L], L = 2^b - 1, packed LSB-first (element j at
+ *       bit j*b of the code bytes), and decodes to  mid + s * (2*q_j - L).
+ *       This is min/max scaling: mid is the centre and s*L the half range of
+ *       the block ([mid - s*L, mid + s*L] covers [min, max]).
+ *   header, b == 16 (4 bytes): a flag word, 0 for a normal block.  Codes are
+ *       the upper 16 bits of the fp32 value (bfloat16).
+ *   raw flag: the first header word is 0x80000000 (scale "-0.0") and, for
+ *       b <= 8, mid is +0.0.  A block holding a NaN or an Inf is always raw
+ *       (its codes are written as zeros and ignored), so non-finite values
+ *       survive bit for bit.  The encoder may also send a finite block raw if
+ *       no finite header can describe it (never seen in tests; it exists so
+ *       that decoding can always be exact about finiteness).
+ *
+ * Error bound (qtopo_codec_error_bound), per element, |decode(x) - x| for a
+ * finite x in a non-raw block, with u = 2^-24:
+ *   b <= 8, nearest:     <=     s * (1 + 8*L*u) + 2*u*|mid|
+ *   b <= 8, stochastic:  <= 2 * s * (1 + 8*L*u) + 2*u*|mid|   (and unbiased)
+ *   (the grid step is 2*s: nearest is half a step, stochastic under one step;
+ *    the small terms cover the float rounding of the encode/decode formulas)
+ *   b == 16, nearest:    <= ulp(v) / 2,  stochastic: <= ulp(v),  where v is
+ *       the original or decoded value and ulp(v) = 2^(max(e, -126) - 7) for
+ *       2^e <= |v| < 2^(e+1); values beyond the largest finite bfloat16
+ *       saturate to it (error <= ulp(v) then) and never become Inf.
+ *   raw blocks: 0.
+ * The decoder only accepts b <= 8 headers whose extreme codes decode to
+ * finite values, so those blocks always decode to finite values.  bfloat16
+ * payloads are not inspected: bytes the encoder did not write may decode to
+ * Inf or NaN (never out-of-bounds accesses).
+ */
+
+#ifndef MCA_COLL_QTOPO_CODEC_H
+#define MCA_COLL_QTOPO_CODEC_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#if defined(__BYTE_ORDER__) && (__ORDER_LITTLE_ENDIAN__ != __BYTE_ORDER__)
+#error "the qtopo codec assumes a little-endian host"
+#endif
+
+enum { QTOPO_ROUND_NEAREST = 0, QTOPO_ROUND_STOCHASTIC = 1 };
+
+enum {
+    QTOPO_CODEC_OK = 0,
+    QTOPO_CODEC_ERR_ARG = -1,     /* bad parameters or NULL pointers */
+    QTOPO_CODEC_ERR_SIZE = -2,    /* output too small / message size does not match */
+    QTOPO_CODEC_ERR_CORRUPT = -3  /* a block header is not one the encoder can write */
+};
+
+#define QTOPO_CODEC_BLOCK_MIN     32
+#define QTOPO_CODEC_BLOCK_MAX     4096
+/*
+ * Default block size, from the sweep in test/codec/bench_codec.c (`make
+ * bench`): relative L2 error * 2^(bits per element incl. headers), nearest,
+ * lower is better (g = Gaussian, t = Student-t(3); 8/4/2 bits), and 8-bit
+ * encode / decode_add speed relative to memcpy:
+ *
+ *   block   g8    g4    g2    t8    t4    t2    enc8  add8
+ *      64  2.70  2.86  3.60  3.94  4.23  5.22   0.25  0.57
+ *     128  2.12  2.25  2.83  3.58  3.87  4.72   0.45  0.97
+ *     256  1.95  2.07  2.60  3.84  4.08  5.10   0.54  1.11
+ *     512  1.92  2.05  2.57  4.45  4.67  6.15   0.63  1.25
+ *    1024  1.96  2.08  2.63  5.40  5.66  7.55   0.67  1.24
+ *    4096  2.11  2.24  2.85  8.43  9.36 11.65   0.63  1.30
+ *
+ * 256 is within 1.3 % of the best block on Gaussian data (512) and within
+ * 8 % of the best on heavy tails (128, which loses 9 % on Gaussian data and
+ * 17 % of encode speed); larger blocks are faster but fall apart on t(3).
+ */
+#define QTOPO_CODEC_DEFAULT_BLOCK 256
+#define QTOPO_CODEC_RAW_MARK      0x80000000u
+#define QTOPO_CODEC_MAX_COUNT     (SIZE_MAX / 16) /* larger n is rejected (sizes would overflow) */
+
+typedef struct qtopo_codec_params {
+    int bits;     /* 16 (bfloat16 payload), 8, 4, 2, 1 */
+    int block;    /* elements per block, QTOPO_CODEC_BLOCK_MIN..MAX, a multiple of 8 */
+    int rounding; /* QTOPO_ROUND_* */
+} qtopo_codec_params_t;
+
+/* Keys the counter-based RNG for stochastic rounding: the random bits of an
+ * element are a hash of (seed, call, rank, elem_offset + i), so they do not
+ * depend on how a logical buffer is cut into segments, nor on the CPU. */
+typedef struct qtopo_codec_key {
+    uint64_t seed;
+    uint64_t call;
+    uint32_t rank;
+    uint64_t elem_offset; /* index of src[0] in the logical buffer */
+} qtopo_codec_key_t;
+
+/* One block's header as read back from a message. */
+typedef struct qtopo_codec_block_info {
+    int raw;     /* 1: values travel unquantized */
+    float scale; /* s (b <= 8) */
+    float mid;   /* mid (b <= 8) */
+    size_t len;  /* elements in this block */
+} qtopo_codec_block_info_t;
+
+int qtopo_codec_params_check(const qtopo_codec_params_t *p);
+/* Size without raw appendix; a pure function of (n, block, bits); 0 if p is invalid. */
+size_t qtopo_codec_fixed_size(size_t n, const qtopo_codec_params_t *p);
+/* Size when every block is raw: fixed + 4 * n.  Receivers post this. */
+size_t qtopo_codec_max_size(size_t n, const qtopo_codec_params_t *p);
+
+/* Encode n floats into dst (capacity dst_cap, at least the fixed size); the
+ * message length is stored in *size_p.  key may be NULL for nearest rounding.
+ * ERR_SIZE if the raw appendix does not fit (dst is then garbage). */
+int qtopo_codec_encode(const float *src, size_t n, const qtopo_codec_params_t *p,
+                       const qtopo_codec_key_t *key, void *dst, size_t dst_cap, size_t *size_p);
+/* Decode a message of exactly size bytes; nothing is written unless it is valid. */
+int qtopo_codec_decode(const void *src, size_t size, size_t n, const qtopo_codec_params_t *p,
+                       float *dst);
+/* acc[i] += decoded[i]; acc is left untouched if the message is invalid. */
+int qtopo_codec_decode_add(const void *src, size_t size, size_t n,
+                           const qtopo_codec_params_t *p, float *acc);
+/* Error feedback: x = src + residual; encode x; residual = x - decode(encoded)
+ * (0 for raw blocks).  dst_cap must be at least qtopo_codec_max_size(n), so the
+ * call cannot fail half way with the residual half updated. */
+int qtopo_codec_encode_ef(const float *src, float *residual, size_t n,
+                          const qtopo_codec_params_t *p, const qtopo_codec_key_t *key, void *dst,
+                          size_t dst_cap, size_t *size_p);
+
+/* Header of block number blk of a message (validated like decode does). */
+int qtopo_codec_block_info(const void *src, size_t size, size_t n, const qtopo_codec_params_t *p,
+                           size_t blk, qtopo_codec_block_info_t *info_p);
+/* The documented bound on |decode(x) - x| for one element of a block (see the
+ * top of this file); value (the original or decoded element) matters for
+ * b == 16 only. */
+double qtopo_codec_error_bound(const qtopo_codec_params_t *p, const qtopo_codec_block_info_t *info,
+                               float value);
+
+/* Tests and benchmarks: 1 forces the portable scalar kernels, 0 restores the
+ * best ones for this CPU.  Not thread-safe: call before any encode/decode. */
+void qtopo_codec_force_scalar(int on);
+/* Name of the kernels in use ("scalar" or "avx2"). */
+const char *qtopo_codec_kernel_name(void);
+
+/*
+ * Internal: shared by coll_qtopo_codec.c (scalar kernels, drivers) and
+ * coll_qtopo_codec_avx2.c.  The inline helpers below define the arithmetic;
+ * the SIMD kernels perform exactly the same operations in the same order.
+ */
+
+/* Per-block quantizer constants (b <= 8) or bfloat16 settings (b == 16). */
+typedef struct qtopo_qblock {
+    float mid;      /* block centre */
+    float pre;      /* 1, or 2^-64 for s >= 2^63 (keeps inv2s a normal float) */
+    float inv2s;    /* 1 / (2 s pre), or 0 when s == 0 */
+    float half_l;   /* L / 2 */
+    int levels;     /* L = 2^b - 1 */
+    int bits;
+    int stochastic;
+    uint64_t key;   /* per-call RNG key, from (seed, call, rank) */
+    uint64_t index; /* logical index of the first element handled */
+} qtopo_qblock_t;
+
+/* Dequantizer constants: value = mid + scale * (2q - L).  For b == 16,
+ * sign is 0 or 0x8000 and is xor-ed into each bfloat16 (negation). */
+typedef struct qtopo_dqblock {
+    float mid;
+    float scale;
+    int levels;
+    int bits;
+    uint32_t sign;
+} qtopo_dqblock_t;
+
+/* Kernels work on `groups` whole groups of 8 elements; codes of a group take
+ * exactly `bits` bytes.  range() returns 1 if all values are finite. */
+typedef struct qtopo_codec_kernels {
+    const char *name;
+    int (*range)(const float *x, size_t groups, float *lo_p, float *hi_p);
+    void (*quant)(const float *x, size_t groups, const qtopo_qblock_t *q, uint8_t *codes);
+    void (*dequant)(const uint8_t *codes, size_t groups, const qtopo_dqblock_t *d, float *out,
+                    int add);
+} qtopo_codec_kernels_t;
+
+/* NULL when this build or this CPU has no AVX2. */
+const qtopo_codec_kernels_t *qtopo_codec_avx2_kernels(void);
+
+/* Scalar group kernels (count <= 8 elements), also used by the SIMD kernels
+ * for tails and for the rare group whose RNG counter crosses 2^32. */
+void qtopo_codec_quant_group(const float *x, int count, const qtopo_qblock_t *q, uint8_t *codes);
+void qtopo_codec_dequant_group(const uint8_t *codes, int count, const qtopo_dqblock_t *d,
+                               float *out, int add);
+
+/* Counter-based RNG: the 32 random bits of logical element `index`. */
+static inline uint32_t qtopo_codec_mix32(uint32_t x)
+{
+    x ^= x >> 16;
+    x *= 0x7feb352du;
+    x ^= x >> 15;
+    x *= 0x846ca68bu;
+    x ^= x >> 16;
+    return x;
+}
+
+static inline uint64_t qtopo_codec_mix64(uint64_t x)
+{
+    x += 0x9e3779b97f4a7c15ull;
+    x = (x ^ (x >> 30)) * 0xbf58476d1ce4e5b9ull;
+    x = (x ^ (x >> 27)) * 0x94d049bb133111ebull;
+    return x ^ (x >> 31);
+}
+
+/* Keys for the 2^32 indices that share the upper half `hi`. */
+static inline uint64_t qtopo_codec_rng_subkey(uint64_t key, uint32_t hi)
+{
+    return qtopo_codec_mix64(key ^ ((uint64_t) hi * 0xd6e8feb86659fd93ull));
+}
+
+static inline uint32_t qtopo_codec_rng_bits(uint64_t subkey, uint32_t lo)
+{
+    return qtopo_codec_mix32(qtopo_codec_mix32(lo + (uint32_t) subkey)
+                             ^ (uint32_t) (subkey >> 32));
+}
+
+/* 8 codes, one per byte of u (each < 2^bits) -> 8*bits packed bits, and back. */
+static inline uint64_t qtopo_codec_pack8(uint64_t u, int bits)
+{
+    int w = 8 - bits;
+    if (8 == bits) {
+        return u;
+    }
+    u = (u | (u >> w)) & 0x00ff00ff00ff00ffull;
+    u = (u | (u >> (2 * w))) & 0x0000ffff0000ffffull;
+    return (u | (u >> (4 * w))) & 0x00000000ffffffffull;
+}
+
+static inline uint64_t qtopo_codec_unpack8(uint64_t u, int bits)
+{
+    uint64_t m = (1ull << bits) - 1;     /* one code */
+    uint64_t m2 = m | (m << bits);       /* two codes */
+    uint64_t m4 = m2 | (m2 << 2 * bits); /* four codes */
+    int w = 8 - bits;
+    if (8 == bits) {
+        return u;
+    }
+    u = (u | (u << (4 * w))) & (m4 | (m4 << 32));
+    u = (u | (u << (2 * w))) & (m2 * 0x0000000100000001ull * 0x10001ull);
+    return (u | (u << w)) & (m * 0x0101010101010101ull);
+}
+
+#endif /* MCA_COLL_QTOPO_CODEC_H */

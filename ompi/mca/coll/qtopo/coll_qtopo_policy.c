@@ -1,0 +1,226 @@
+/*
+ * Joint-layer rule parsing and the ratio schedule (see coll_qtopo_policy.h).
+ */
+
+#include <ctype.h>
+#include <errno.h>
+#include <math.h>
+#include <stdarg.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "coll_qtopo_codec.h"
+#include "coll_qtopo_policy.h"
+
+int qtopo_bits_valid(int bits)
+{
+    return 32 == bits || 16 == bits || 8 == bits || 4 == bits || 2 == bits || 1 == bits;
+}
+
+int qtopo_block_valid(int block)
+{
+    return block >= QTOPO_CODEC_BLOCK_MIN && block <= QTOPO_CODEC_BLOCK_MAX && 0 == block % 8;
+}
+
+typedef struct rule_parser {
+    const char *text;
+    const char *p;
+    char *err;
+    size_t errlen;
+} rule_parser_t;
+
+static int parse_error(rule_parser_t *rp, const char *fmt, ...)
+{
+    va_list ap;
+    int off;
+
+    if (NULL == rp->err || 0 == rp->errlen) {
+        return -1;
+    }
+    off = snprintf(rp->err, rp->errlen, "at character %d of \"%s\": ", (int) (rp->p - rp->text) + 1,
+                   rp->text);
+    if (off >= 0 && (size_t) off < rp->errlen) {
+        va_start(ap, fmt);
+        vsnprintf(rp->err + off, rp->errlen - (size_t) off, fmt, ap);
+        va_end(ap);
+    }
+    return -1;
+}
+
+static void skip_space(rule_parser_t *rp)
+{
+    while (isspace((unsigned char) *rp->p)) {
+        rp->p++;
+    }
+}
+
+static int accept(rule_parser_t *rp, const char *token)
+{
+    size_t len = strlen(token);
+
+    skip_space(rp);
+    if (0 == strncmp(rp->p, token, len)) {
+        rp->p += len;
+        return 1;
+    }
+    return 0;
+}
+
+/* A decimal number with an optional K/M/G (x1024) suffix and optional "B". */
+static int parse_size(rule_parser_t *rp, size_t *value_p)
+{
+    unsigned long long v;
+    char *end;
+    int shift = 0;
+
+    skip_space(rp);
+    if (!isdigit((unsigned char) *rp->p)) {
+        return parse_error(rp, "expected a size in bytes (e.g. 256K)");
+    }
+    errno = 0;
+    v = strtoull(rp->p, &end, 10);
+    rp->p = end;
+    switch (toupper((unsigned char) *rp->p)) {
+    case 'K': shift = 10; rp->p++; break;
+    case 'M': shift = 20; rp->p++; break;
+    case 'G': shift = 30; rp->p++; break;
+    default: break;
+    }
+    if ('B' == toupper((unsigned char) *rp->p)) {
+        rp->p++;
+    }
+    if (0 != errno || v > (SIZE_MAX >> shift)) {
+        return parse_error(rp, "size too large");
+    }
+    *value_p = (size_t) v << shift;
+    return 0;
+}
+
+static int parse_int(rule_parser_t *rp, int *value_p, const char *what)
+{
+    long v;
+    char *end;
+
+    skip_space(rp);
+    if (!isdigit((unsigned char) *rp->p)) {
+        return parse_error(rp, "expected %s", what);
+    }
+    v = strtol(rp->p, &end, 10);
+    rp->p = end;
+    if (v > 1 << 20) {
+        return parse_error(rp, "%s too large", what);
+    }
+    *value_p = (int) v;
+    return 0;
+}
+
+static int parse_setting(rule_parser_t *rp, qtopo_rule_t *r)
+{
+    if (0 != parse_int(rp, &r->bits, "a bit width (32, 16, 8, 4, 2 or 1)")) {
+        return -1;
+    }
+    if (!qtopo_bits_valid(r->bits)) {
+        return parse_error(rp, "%d bits is not one of 32, 16, 8, 4, 2, 1", r->bits);
+    }
+    if (!accept(rp, "/")) {
+        return 0;
+    }
+    if (0 != parse_int(rp, &r->block, "a block size")) {
+        return -1;
+    }
+    if (!qtopo_block_valid(r->block)) {
+        return parse_error(rp, "block %d is not a multiple of 8 in [%d, %d]", r->block,
+                           QTOPO_CODEC_BLOCK_MIN, QTOPO_CODEC_BLOCK_MAX);
+    }
+    if (!accept(rp, "/")) {
+        return 0;
+    }
+    if (0 != parse_size(rp, &r->segment)) {
+        return -1;
+    }
+    if (r->segment < 1024) {
+        return parse_error(rp, "segment size must be at least 1K");
+    }
+    return 0;
+}
+
+static int parse_rule(rule_parser_t *rp, qtopo_rule_t *r)
+{
+    memset(r, 0, sizeof(*r));
+    if (accept(rp, "*")) {
+        r->max_bytes = SIZE_MAX;
+    } else if (accept(rp, "<=")) {
+        if (0 != parse_size(rp, &r->max_bytes)) {
+            return -1;
+        }
+    } else {
+        return parse_error(rp, "a rule starts with \"<=SIZE\" or \"*\"");
+    }
+    if (!accept(rp, ":")) {
+        return parse_error(rp, "expected ':' after the size class");
+    }
+    return parse_setting(rp, r);
+}
+
+int qtopo_rules_parse(const char *text, qtopo_rules_t *rules, char *err, size_t errlen)
+{
+    rule_parser_t rp = {text, text, err, errlen};
+    qtopo_rules_t parsed;
+
+    parsed.n = 0;
+    if (NULL == text) {
+        *rules = parsed;
+        return 0;
+    }
+    skip_space(&rp);
+    if ('\0' == *rp.p) {
+        *rules = parsed;
+        return 0;
+    }
+    for (;;) {
+        if (QTOPO_RULES_MAX == parsed.n) {
+            return parse_error(&rp, "more than %d rules", QTOPO_RULES_MAX);
+        }
+        if (0 != parse_rule(&rp, &parsed.rule[parsed.n])) {
+            return -1;
+        }
+        parsed.n++;
+        skip_space(&rp);
+        if ('\0' == *rp.p) {
+            break;
+        }
+        if (!accept(&rp, ",")) {
+            return parse_error(&rp, "expected ',' between rules");
+        }
+    }
+    *rules = parsed;
+    return 0;
+}
+
+const qtopo_rule_t *qtopo_rules_match(const qtopo_rules_t *rules, size_t bytes)
+{
+    int i;
+
+    for (i = 0; i < rules->n; ++i) {
+        if (bytes <= rules->rule[i].max_bytes) {
+            return &rules->rule[i];
+        }
+    }
+    return NULL;
+}
+
+int qtopo_schedule_quantize(uint64_t call, double ratio, uint64_t warmup)
+{
+    double k;
+
+    if (call < warmup || !(ratio > 0.0)) {
+        return 0;
+    }
+    if (ratio >= 1.0) {
+        return 1;
+    }
+    k = (double) (call - warmup);
+    return floor((k + 1.0) * ratio) > floor(k * ratio);
+}

@@ -1,0 +1,300 @@
+/*
+ * Quantized allreduce: scatter-reduce-allgather (SRA, as in CGX) with exactly two
+ * quantization points per element, whatever the number of ranks.
+ *
+ * The buffer is cut into one chunk per rank (rank c owns chunk c) and every chunk into
+ * nseg segments. For each segment j:
+ *
+ *   scatter:   every rank encodes segment j of each chunk c != own once and sends it
+ *              straight to c (peer order r+1, r+2, ...)           -- quantization 1
+ *   reduce:    the owner adds the decoded contributions to its own fp32 values in a
+ *              fixed order (r-1, r-2, ...), encodes the sum once   -- quantization 2
+ *              and decodes its own encoded bytes in place
+ *   allgather: the owner sends the encoded sum, unchanged, to every rank; each
+ *              decodes it into its result
+ *
+ * Every rank therefore ends with decode(the owner's bytes) for every chunk: the same
+ * bits everywhere. Segments are pipelined two deep: while segment j is reduced and
+ * shared, segment j+1 is already encoded and on the wire, and segment j-1's shared
+ * bytes are decoded. Every rank sends 2(n-1)/n of the encoded buffer.
+ *
+ * Receives are posted with the codec's worst-case size (every block raw, for
+ * NaN/Inf), sends carry the actual encoded size; decode checks the size exactly.
+ * All ranks post in the same order (scatter j, scatter j+1, allgather j, ...), which
+ * is what the transport's in-order matching needs.
+ *
+ * Error feedback (optional residual, one float per element of the buffer): the
+ * residual of chunk c != own carries this rank's quantization error of its
+ * contribution into the next call; the residual of the own chunk carries the error of
+ * the encoded sum (the owner's side), as in 1-bit Adam's worker and server errors.
+ */
+
+#include <string.h>
+#include <time.h>
+
+#include "coll_qtopo_algo.h"
+#include "coll_qtopo_partition.h"
+
+enum { SRA_SEND, SRA_RECV, SRA_GSEND, SRA_GRECV, SRA_NKINDS };
+
+typedef struct sra_plan {
+    qtopo_xport_t *x;
+    const qtopo_sra_args_t *a;
+    size_t count;
+    int n, r, nseg;
+    size_t maxseg;     /* elements in the largest segment */
+    size_t slot_bytes; /* worst-case encoded size of a segment */
+    uint8_t *bufs;     /* [kind][2][n] buffers of slot_bytes */
+    qtopo_req_t *reqs; /* [kind][2][n] */
+    qtopo_sra_stats_t stats;
+} sra_plan_t;
+
+static void sra_plan_init(sra_plan_t *p, size_t count, int size, const qtopo_sra_args_t *a)
+{
+    size_t maxchunk = qtopo_part_len(count, (size_t) size, 0);
+
+    p->count = count;
+    p->n = size;
+    p->a = a;
+    p->nseg = qtopo_nsegments(maxchunk * sizeof(float), a->seg_bytes);
+    p->maxseg = qtopo_part_len(maxchunk, (size_t) p->nseg, 0);
+    /* rounded up so that the request array after the buffers stays aligned */
+    p->slot_bytes = (qtopo_codec_max_size(p->maxseg, &a->codec) + 63) & ~(size_t) 63;
+}
+
+size_t qtopo_sra_scratch_bytes(size_t count, int size, const qtopo_sra_args_t *a)
+{
+    sra_plan_t p;
+    size_t slots = (size_t) SRA_NKINDS * 2 * (size_t) size;
+
+    sra_plan_init(&p, count, size, a);
+    return slots * (p.slot_bytes + sizeof(qtopo_req_t));
+}
+
+static size_t seg_len(const sra_plan_t *p, int chunk, int j)
+{
+    size_t clen = qtopo_part_len(p->count, (size_t) p->n, (size_t) chunk);
+    return qtopo_part_len(clen, (size_t) p->nseg, (size_t) j);
+}
+
+static size_t seg_off(const sra_plan_t *p, int chunk, int j)
+{
+    size_t clen = qtopo_part_len(p->count, (size_t) p->n, (size_t) chunk);
+    return qtopo_part_off(p->count, (size_t) p->n, (size_t) chunk)
+           + qtopo_part_off(clen, (size_t) p->nseg, (size_t) j);
+}
+
+static size_t slot_index(const sra_plan_t *p, int kind, int j, int peer)
+{
+    return ((size_t) kind * 2 + (size_t) (j % 2)) * (size_t) p->n + (size_t) peer;
+}
+
+static uint8_t *slot_buf(const sra_plan_t *p, int kind, int j, int peer)
+{
+    return p->bufs + slot_index(p, kind, j, peer) * p->slot_bytes;
+}
+
+static qtopo_req_t *slot_req(const sra_plan_t *p, int kind, int j, int peer)
+{
+    return &p->reqs[slot_index(p, kind, j, peer)];
+}
+
+static double now(void)
+{
+    struct timespec ts;
+
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double) ts.tv_sec + 1e-9 * (double) ts.tv_nsec;
+}
+
+static int codec_rc(int rc)
+{
+    return QTOPO_CODEC_OK == rc ? QTOPO_XPORT_OK : QTOPO_SRA_ERR_CODEC;
+}
+
+/* Encodes n values at src (element `off` of the buffer) into dst, with error feedback
+ * when the caller keeps residuals. */
+static int encode_values(sra_plan_t *p, const float *src, size_t off, size_t n, uint8_t *dst,
+                         size_t *size_p)
+{
+    const qtopo_sra_args_t *a = p->a;
+    qtopo_codec_key_t key = {a->seed, a->call, a->key_rank, a->elem_base + off};
+    double t0 = now();
+    int rc;
+
+    if (NULL != a->residual) {
+        rc = qtopo_codec_encode_ef(src, a->residual + off, n, &a->codec, &key, dst, p->slot_bytes,
+                                   size_p);
+    } else {
+        rc = qtopo_codec_encode(src, n, &a->codec, &key, dst, p->slot_bytes, size_p);
+    }
+    p->stats.code_seconds += now() - t0;
+    return codec_rc(rc);
+}
+
+static int send_bytes(sra_plan_t *p, int peer, const uint8_t *buf, size_t size, qtopo_req_t *req)
+{
+    p->stats.bytes_sent += size;
+    return p->x->isend(p->x, peer, buf, size, req);
+}
+
+/* Scatter of segment j: post the receives of our chunk's pieces, encode and send the
+ * pieces of every other chunk to its owner. */
+static int scatter_post(sra_plan_t *p, const float *sbuf, int j)
+{
+    int k, peer, rc = QTOPO_XPORT_OK;
+
+    for (k = 1; QTOPO_XPORT_OK == rc && k < p->n; ++k) {
+        peer = qtopo_mod(p->r - k, p->n);
+        rc = p->x->irecv(p->x, peer, slot_buf(p, SRA_RECV, j, peer), p->slot_bytes,
+                         slot_req(p, SRA_RECV, j, peer));
+    }
+    for (k = 1; QTOPO_XPORT_OK == rc && k < p->n; ++k) {
+        size_t size, off = seg_off(p, qtopo_mod(p->r + k, p->n), j);
+        peer = qtopo_mod(p->r + k, p->n);
+        /* the buffer's previous send (segment j-2) must be complete */
+        rc = p->x->wait(p->x, slot_req(p, SRA_SEND, j, peer), 1);
+        if (QTOPO_XPORT_OK == rc) {
+            rc = encode_values(p, sbuf + off, off, seg_len(p, peer, j),
+                               slot_buf(p, SRA_SEND, j, peer), &size);
+        }
+        if (QTOPO_XPORT_OK == rc) {
+            rc = send_bytes(p, peer, slot_buf(p, SRA_SEND, j, peer), size,
+                            slot_req(p, SRA_SEND, j, peer));
+        }
+    }
+    return rc;
+}
+
+/* Adds the decoded contributions of every peer to our own values of segment j. */
+static int reduce_segment(sra_plan_t *p, const float *sbuf, float *rbuf, int j)
+{
+    size_t off = seg_off(p, p->r, j), len = seg_len(p, p->r, j);
+    int k, peer, rc = QTOPO_XPORT_OK;
+
+    if (sbuf != rbuf) {
+        memcpy(rbuf + off, sbuf + off, len * sizeof(float));
+    }
+    for (k = 1; QTOPO_XPORT_OK == rc && k < p->n; ++k) {
+        qtopo_req_t *req;
+        double t0;
+        peer = qtopo_mod(p->r - k, p->n);
+        req = slot_req(p, SRA_RECV, j, peer);
+        rc = p->x->wait(p->x, req, 1);
+        if (QTOPO_XPORT_OK == rc) {
+            t0 = now();
+            rc = codec_rc(qtopo_codec_decode_add(slot_buf(p, SRA_RECV, j, peer), req->bytes, len,
+                                                 &p->a->codec, rbuf + off));
+            p->stats.code_seconds += now() - t0;
+        }
+    }
+    return rc;
+}
+
+/* Encodes our reduced segment j once, decodes those very bytes into our result, sends
+ * them to every peer and posts the receives of the peers' reduced segments. */
+static int share_segment(sra_plan_t *p, float *rbuf, int j)
+{
+    size_t off = seg_off(p, p->r, j), len = seg_len(p, p->r, j), size = 0;
+    uint8_t *mine = slot_buf(p, SRA_GSEND, j, p->r);
+    int k, peer, rc;
+    double t0;
+
+    /* all sends of segment j-2's encoded sum, which used this buffer, must be done */
+    rc = p->x->wait(p->x, slot_req(p, SRA_GSEND, j, 0), p->n);
+    if (QTOPO_XPORT_OK == rc) {
+        rc = encode_values(p, rbuf + off, off, len, mine, &size);
+    }
+    if (QTOPO_XPORT_OK == rc) {
+        t0 = now();
+        rc = codec_rc(qtopo_codec_decode(mine, size, len, &p->a->codec, rbuf + off));
+        p->stats.code_seconds += now() - t0;
+    }
+    for (k = 1; QTOPO_XPORT_OK == rc && k < p->n; ++k) {
+        peer = qtopo_mod(p->r + k, p->n);
+        rc = send_bytes(p, peer, mine, size, slot_req(p, SRA_GSEND, j, peer));
+    }
+    for (k = 1; QTOPO_XPORT_OK == rc && k < p->n; ++k) {
+        peer = qtopo_mod(p->r - k, p->n);
+        rc = p->x->irecv(p->x, peer, slot_buf(p, SRA_GRECV, j, peer), p->slot_bytes,
+                         slot_req(p, SRA_GRECV, j, peer));
+    }
+    return rc;
+}
+
+/* Decodes every peer's reduced segment j into the result. */
+static int gather_finish(sra_plan_t *p, float *rbuf, int j)
+{
+    int k, peer, rc = QTOPO_XPORT_OK;
+
+    for (k = 1; QTOPO_XPORT_OK == rc && k < p->n; ++k) {
+        qtopo_req_t *req;
+        double t0;
+        peer = qtopo_mod(p->r - k, p->n);
+        req = slot_req(p, SRA_GRECV, j, peer);
+        rc = p->x->wait(p->x, req, 1);
+        if (QTOPO_XPORT_OK == rc) {
+            t0 = now();
+            rc = codec_rc(qtopo_codec_decode(slot_buf(p, SRA_GRECV, j, peer), req->bytes,
+                                             seg_len(p, peer, j), &p->a->codec,
+                                             rbuf + seg_off(p, peer, j)));
+            p->stats.code_seconds += now() - t0;
+        }
+    }
+    return rc;
+}
+
+static int sra_pipeline(sra_plan_t *p, const float *sbuf, float *rbuf)
+{
+    int j, rc = scatter_post(p, sbuf, 0);
+
+    for (j = 0; QTOPO_XPORT_OK == rc && j < p->nseg; ++j) {
+        if (j + 1 < p->nseg) {
+            rc = scatter_post(p, sbuf, j + 1);
+        }
+        if (QTOPO_XPORT_OK == rc) {
+            rc = reduce_segment(p, sbuf, rbuf, j);
+        }
+        if (QTOPO_XPORT_OK == rc) {
+            rc = share_segment(p, rbuf, j);
+        }
+        if (QTOPO_XPORT_OK == rc && j >= 1) {
+            rc = gather_finish(p, rbuf, j - 1);
+        }
+    }
+    if (QTOPO_XPORT_OK == rc) {
+        rc = gather_finish(p, rbuf, p->nseg - 1);
+    }
+    return rc;
+}
+
+int qtopo_sra_allreduce(qtopo_xport_t *x, const float *sbuf, float *rbuf, size_t count,
+                        const qtopo_sra_args_t *a, void *scratch, qtopo_sra_stats_t *stats_p)
+{
+    size_t nreqs = (size_t) SRA_NKINDS * 2 * (size_t) x->size, i;
+    sra_plan_t p;
+    int rc, rc_drain;
+
+    memset(&p.stats, 0, sizeof(p.stats));
+    if (1 == x->size) {
+        if (sbuf != rbuf) {
+            memcpy(rbuf, sbuf, count * sizeof(float));
+        }
+        *stats_p = p.stats;
+        return QTOPO_XPORT_OK;
+    }
+    sra_plan_init(&p, count, x->size, a);
+    p.x = x;
+    p.r = x->rank;
+    p.bufs = scratch;
+    p.reqs = (qtopo_req_t *) (p.bufs + nreqs * p.slot_bytes);
+    for (i = 0; i < nreqs; ++i) {
+        p.reqs[i] = (qtopo_req_t) QTOPO_REQ_INIT;
+    }
+
+    rc = sra_pipeline(&p, sbuf, rbuf);
+    /* nothing may stay in flight once we return, also on an error path */
+    rc_drain = x->wait(x, p.reqs, (int) nreqs);
+    *stats_p = p.stats;
+    return QTOPO_XPORT_OK == rc ? rc_drain : rc;
+}

@@ -1,0 +1,132 @@
+/*
+ * Unit test of the joint-layer rule parser and the ratio schedule
+ * (coll_qtopo_policy.c): accepted and rejected rule strings, matching by size, and
+ * the share and spread of quantized calls.
+ */
+
+#include <stdint.h>
+#include <string.h>
+
+#include "coll_qtopo_policy.h"
+#include "qt_check.h"
+
+int qt_checks_passed, qt_checks_failed;
+
+static void test_parse_example(void)
+{
+    qtopo_rules_t r;
+    char err[256] = "";
+    int rc = qtopo_rules_parse("<=256K:32,<=8M:8/256,*:4/128/1M", &r, err, sizeof(err));
+
+    CHECK(0 == rc, "rc=%d err=%s", rc, err);
+    CHECK(3 == r.n, "n=%d", r.n);
+    CHECK(262144 == r.rule[0].max_bytes && 32 == r.rule[0].bits && 0 == r.rule[0].block,
+          "rule 0: %zu %d %d", r.rule[0].max_bytes, r.rule[0].bits, r.rule[0].block);
+    CHECK((size_t) 8 << 20 == r.rule[1].max_bytes && 8 == r.rule[1].bits
+              && 256 == r.rule[1].block && 0 == r.rule[1].segment,
+          "rule 1: %zu %d %d %zu", r.rule[1].max_bytes, r.rule[1].bits, r.rule[1].block,
+          r.rule[1].segment);
+    CHECK(SIZE_MAX == r.rule[2].max_bytes && 4 == r.rule[2].bits && 128 == r.rule[2].block
+              && (size_t) 1 << 20 == r.rule[2].segment,
+          "rule 2: %d %d %zu", r.rule[2].bits, r.rule[2].block, r.rule[2].segment);
+
+    CHECK(32 == qtopo_rules_match(&r, 1000)->bits, "1000 B");
+    CHECK(32 == qtopo_rules_match(&r, 262144)->bits, "256 KiB is in the first class");
+    CHECK(8 == qtopo_rules_match(&r, 262145)->bits, "256 KiB + 1");
+    CHECK(8 == qtopo_rules_match(&r, (size_t) 8 << 20)->bits, "8 MiB");
+    CHECK(4 == qtopo_rules_match(&r, (size_t) 1 << 30)->bits, "1 GiB");
+}
+
+static void test_parse_forms(void)
+{
+    qtopo_rules_t r;
+    char err[256];
+
+    CHECK(0 == qtopo_rules_parse(" <= 1m : 8 / 64 , * : 16 ", &r, err, sizeof(err)),
+          "spaces and lower-case suffix: %s", err);
+    CHECK(2 == r.n && (size_t) 1 << 20 == r.rule[0].max_bytes && 64 == r.rule[0].block
+              && 16 == r.rule[1].bits,
+          "n=%d", r.n);
+    CHECK(0 == qtopo_rules_parse("<=4096B:1", &r, err, sizeof(err)) && 4096 == r.rule[0].max_bytes,
+          "B suffix");
+    CHECK(0 == qtopo_rules_parse("", &r, err, sizeof(err)) && 0 == r.n, "empty string");
+    CHECK(0 == qtopo_rules_parse(NULL, &r, err, sizeof(err)) && 0 == r.n, "NULL");
+    CHECK(NULL == qtopo_rules_match(&r, 5), "no rules, no match");
+    CHECK(0 == qtopo_rules_parse("<=1K:8", &r, err, sizeof(err))
+              && NULL == qtopo_rules_match(&r, 1025), "no class holds 1025 B");
+}
+
+static void expect_reject(const char *text, const char *reason_part)
+{
+    qtopo_rules_t r;
+    char err[256] = "";
+
+    r.n = 99;
+    CHECK(-1 == qtopo_rules_parse(text, &r, err, sizeof(err)), "\"%s\" accepted", text);
+    CHECK(99 == r.n, "\"%s\": rules changed on error", text);
+    CHECK(NULL != strstr(err, reason_part), "\"%s\": message \"%s\" lacks \"%s\"", text, err,
+          reason_part);
+    CHECK(NULL != strstr(err, "at character"), "\"%s\": message lacks a position", text);
+}
+
+static void test_parse_errors(void)
+{
+    char many[512] = "";
+    int i;
+
+    expect_reject("<=256K", "expected ':'");
+    expect_reject("<=1K:3", "3 bits");
+    expect_reject("*:8/100", "block 100");
+    expect_reject("*:8/8192", "block 8192");
+    expect_reject("*:8/256/10", "at least 1K");
+    expect_reject("x:8", "starts with");
+    expect_reject("<=1K:8,,*:4", "starts with");
+    expect_reject("<=1K:8,", "starts with");
+    expect_reject("<=1K:8 *:4", "expected ','");
+    expect_reject("<=99999999999999999999G:8", "too large");
+    expect_reject("<=:8", "expected a size");
+    expect_reject("*:", "expected a bit width");
+    for (i = 0; i <= QTOPO_RULES_MAX; ++i) {
+        strcat(many, i ? ",*:8" : "*:8");
+    }
+    expect_reject(many, "more than");
+}
+
+static void test_schedule(void)
+{
+    static const double ratios[] = {0.0, 0.1, 0.25, 0.3, 0.5, 0.77, 1.0};
+    uint64_t k, n = 1000;
+    size_t i;
+
+    for (i = 0; i < sizeof(ratios) / sizeof(ratios[0]); ++i) {
+        uint64_t quantized = 0, longest_gap = 0, gap = 0;
+        for (k = 0; k < n; ++k) {
+            int q = qtopo_schedule_quantize(k, ratios[i], 0);
+            quantized += q;
+            gap = q ? 0 : gap + 1;
+            longest_gap = gap > longest_gap ? gap : longest_gap;
+        }
+        CHECK(quantized == (uint64_t) (n * ratios[i] + 1e-9), "ratio %.2f: %lu of %lu quantized",
+              ratios[i], (unsigned long) quantized, (unsigned long) n);
+        if (ratios[i] > 0.0) {
+            /* evenly spread: never more than ceil(1/r) lossless calls in a row */
+            CHECK(longest_gap < (uint64_t) (1.0 / ratios[i]) + 1, "ratio %.2f: gap of %lu",
+                  ratios[i], (unsigned long) longest_gap);
+        }
+    }
+    for (k = 0; k < 10; ++k) {
+        CHECK(0 == qtopo_schedule_quantize(k, 1.0, 10), "warm-up call %lu quantized",
+              (unsigned long) k);
+    }
+    CHECK(1 == qtopo_schedule_quantize(10, 1.0, 10), "first call after warm-up");
+    CHECK(0 == qtopo_schedule_quantize(5, -1.0, 0), "negative ratio");
+}
+
+int main(void)
+{
+    test_parse_example();
+    test_parse_forms();
+    test_parse_errors();
+    test_schedule();
+    return qt_check_summary();
+}
