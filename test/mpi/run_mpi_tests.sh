@@ -61,6 +61,29 @@ done
 for np in 1 3 4; do
     run_case "np=$np installed but inert" "$np" "$test_bin" --expect off
 done
+# quantized: every width at np=4 with both roundings (the full test includes the
+# MPI_T-driven ratio, rules and error-feedback checks), quick runs at other np
+qtest="$builddir/test/mpi/test_quantized"
+for bits in 16 8 4 2 1; do
+    for rounding in nearest stochastic; do
+        run_case "np=4 bits=$bits $rounding" 4 $on --mca coll_qtopo_bits "$bits" \
+            --mca coll_qtopo_rounding "$rounding" "$qtest"
+    done
+done
+np_i=0
+for np in 2 3 5 8; do
+    for bits in 16 8 4 2 1; do
+        rounding=$([ $(((np_i + bits) % 2)) -eq 0 ] && echo nearest || echo stochastic)
+        run_case "np=$np bits=$bits $rounding (quick)" "$np" $on --mca coll_qtopo_bits "$bits" \
+            --mca coll_qtopo_rounding "$rounding" --mca coll_qtopo_segment_size 65536 \
+            "$qtest" --quick
+    done
+    np_i=$((np_i + 1))
+done
+run_case "np=3 bits=8, 4 KiB segments, block 32" 3 $on --mca coll_qtopo_bits 8 \
+    --mca coll_qtopo_segment_size 4096 --mca coll_qtopo_block_size 32 "$qtest"
+expect_output "np=2 bad rules string is reported" "coll_qtopo_rules" 2 $on \
+    --mca coll_qtopo_rules "<=1M:3" "$test_bin" --expect off
 run_case "np=2 qtopo on, > 2^28 elements" 2 $on "$test_bin" --expect on --large
 run_case "np=4 bits=3 is reported and falls back" 4 $on --mca coll_qtopo_bits 3 \
     "$test_bin" --expect off

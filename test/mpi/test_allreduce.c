@@ -25,11 +25,11 @@
 
 #include <mpi.h>
 
+#include "mpit.h"
+
 static int g_passed, g_failed, g_rank;
 static int g_expect_qtopo;
 static size_t g_min_bytes;
-static MPI_T_pvar_session g_session;
-static MPI_T_pvar_handle g_handled, g_fallback;
 
 #define CHECK(cond, ...)                                                          \
     do {                                                                          \
@@ -49,78 +49,6 @@ typedef struct test_comm {
     MPI_Comm comm; /* qtopo may run here */
     MPI_Comm twin; /* same group, qtopo excluded */
 } test_comm_t;
-
-/* ---- MPI_T access to qtopo's counters and parameters -------------------------------- */
-
-static int find_pvar(const char *name)
-{
-    int i, n;
-
-    MPI_T_pvar_get_num(&n);
-    for (i = 0; i < n; ++i) {
-        char buf[256], desc[1024];
-        int len = sizeof(buf), dlen = sizeof(desc), verb, cls, bind, ro, cont, atomic;
-        MPI_Datatype dt;
-        MPI_T_enum en;
-        MPI_T_pvar_get_info(i, buf, &len, &verb, &cls, &dt, &en, desc, &dlen, &bind, &ro, &cont,
-                            &atomic);
-        if (0 == strcmp(buf, name)) {
-            return i;
-        }
-    }
-    return -1;
-}
-
-static int find_cvar(const char *name)
-{
-    int i, n;
-
-    MPI_T_cvar_get_num(&n);
-    for (i = 0; i < n; ++i) {
-        char buf[256], desc[1024];
-        int len = sizeof(buf), dlen = sizeof(desc), verb, bind, scope;
-        MPI_Datatype dt;
-        MPI_T_enum en;
-        MPI_T_cvar_get_info(i, buf, &len, &verb, &dt, &en, desc, &dlen, &bind, &scope);
-        if (0 == strcmp(buf, name)) {
-            return i;
-        }
-    }
-    return -1;
-}
-
-static void open_counters(void)
-{
-    int provided, count, ih, ifb, ic;
-    MPI_T_cvar_handle ch;
-
-    MPI_T_init_thread(MPI_THREAD_SINGLE, &provided);
-    MPI_T_pvar_session_create(&g_session);
-    ih = find_pvar("coll_qtopo_calls_handled");
-    ifb = find_pvar("coll_qtopo_calls_fallback");
-    ic = find_cvar("coll_qtopo_min_bytes");
-    if (ih < 0 || ifb < 0 || ic < 0) {
-        fprintf(stderr, "coll/qtopo is not loaded: its MPI_T variables are missing\n");
-        MPI_Abort(MPI_COMM_WORLD, 2);
-    }
-    MPI_T_pvar_handle_alloc(g_session, ih, NULL, &g_handled, &count);
-    MPI_T_pvar_handle_alloc(g_session, ifb, NULL, &g_fallback, &count);
-    MPI_T_cvar_handle_alloc(ic, NULL, &ch, &count);
-    {
-        unsigned long long v = 0; /* size_t cvar, read through an 8-byte buffer */
-        MPI_T_cvar_read(ch, &v);
-        g_min_bytes = (size_t) v;
-    }
-    MPI_T_cvar_handle_free(&ch);
-}
-
-static unsigned long read_counter(MPI_T_pvar_handle h)
-{
-    unsigned long v = 0;
-
-    MPI_T_pvar_read(g_session, h, &v);
-    return v;
-}
 
 /* ---- data ----------------------------------------------------------------------------- */
 
@@ -165,9 +93,9 @@ static void check_float_sum(const test_comm_t *tc, int count, int in_place)
         in[i] = input_value(rank, i);
         out[i] = in[i];
     }
-    before = read_counter(g_handled);
+    before = mpit_counter("calls_handled");
     MPI_Allreduce(in_place ? MPI_IN_PLACE : in, out, count, MPI_FLOAT, MPI_SUM, tc->comm);
-    after = read_counter(g_handled);
+    after = mpit_counter("calls_handled");
 
     expected = (g_expect_qtopo && size >= 2 && (size_t) count * 4 >= g_min_bytes) ? 1 : 0;
     CHECK(after - before == expected, "%s count=%d: qtopo handled %lu calls, expected %lu",
@@ -238,11 +166,11 @@ static void check_fallback(const test_comm_t *tc, const fallback_case_t *fc, int
     MPI_Comm_rank(tc->comm, &rank);
     MPI_Comm_size(tc->comm, &size);
     fill_input(in, bytes, rank, fc->kind);
-    h0 = read_counter(g_handled);
-    f0 = read_counter(g_fallback);
+    h0 = mpit_counter("calls_handled");
+    f0 = mpit_counter("calls_fallback");
     MPI_Allreduce(in, out, count, fc->dtype, fc->op, tc->comm);
-    h1 = read_counter(g_handled);
-    f1 = read_counter(g_fallback);
+    h1 = mpit_counter("calls_handled");
+    f1 = mpit_counter("calls_fallback");
     MPI_Allreduce(in, twin, count, fc->dtype, fc->op, tc->twin);
 
     CHECK(h1 == h0, "%s %s: qtopo ran a call it must hand on", tc->name, fc->name);
@@ -366,7 +294,8 @@ int main(int argc, char **argv)
         }
         MPI_Abort(MPI_COMM_WORLD, 2);
     }
-    open_counters();
+    mpit_open();
+    mpit_cvar_read("min_bytes", &g_min_bytes);
     run_suite(large);
 
     totals[0] = g_passed;
