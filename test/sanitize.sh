@@ -26,7 +26,8 @@ build_instrumented() {
     gcc $san_flags -pthread -I"$src" -o "$build/test_ring" "$top"/test/unit/test_ring.c \
         "$top"/test/unit/mock_xport.c "$src"/coll_qtopo_ring.c -lm
     # shellcheck disable=SC2086
-    mpicc $san_flags -o "$build/test_allreduce" "$top/test/mpi/test_allreduce.c" -lm
+    mpicc $san_flags -o "$build/test_allreduce" "$top/test/mpi/test_allreduce.c" \
+        "$top/test/mpi/mpit.c" -lm
 }
 
 mpi_args=(--allow-run-as-root --oversubscribe -np "$np" --mca btl self,vader,tcp

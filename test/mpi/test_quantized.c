@@ -6,7 +6,8 @@
  * Reads the quantization parameters through MPI_T and checks, on several
  * communicators, counts and both MPI_IN_PLACE forms:
  *   - every rank's result equals, bit for bit, the specification model
- *     (test/unit/sra_model.c) run locally on all ranks' inputs: hence all ranks agree;
+ *     (test/unit/sra_model.c) run locally on all ranks' inputs: hence all ranks agree
+ *     (with coll_qtopo_node_size, the split-rail model on integer-valued data);
  *   - every element is within the documented bound of the exact double sum;
  *   - NaN/Inf in one rank's input appear exactly where the exact sum has them;
  *   - calls_quantized moves by one per call;
@@ -51,14 +52,27 @@ typedef struct qcomm {
     MPI_Comm comm;
     int rank, size;
     uint64_t calls;
+    int hier_local; /* ranks per pretended node when qtopo runs split-rail here, else 0 */
 } qcomm_t;
+
+/* With coll_qtopo_node_size = K, qtopo runs split-rail on a communicator of M*K ranks
+ * (M > 1, K > 1) unless coll_qtopo_algorithm is flat. */
+static int hier_local_size(int size)
+{
+    int k, alg;
+
+    mpit_cvar_read("node_size", &k);
+    mpit_cvar_read("algorithm", &alg);
+    return 1 != alg && k > 1 && 0 == size % k && size / k > 1 ? k : 0;
+}
 
 static qcomm_t qcomm_make(const char *name, MPI_Comm comm)
 {
-    qcomm_t q = {name, comm, 0, 0, 0};
+    qcomm_t q = {name, comm, 0, 0, 0, 0};
 
     MPI_Comm_rank(comm, &q.rank);
     MPI_Comm_size(comm, &q.size);
+    q.hier_local = hier_local_size(q.size);
     return q;
 }
 
@@ -95,11 +109,13 @@ static float input_value(int rank, size_t i, int salt)
     return (float) (sqrt(-2.0 * log(u1)) * cos(6.283185307179586 * u2)) * (float) (1 + rank % 3);
 }
 
-static void fill_inputs(float **in, int n, size_t count, int salt)
+/* integers: small whole numbers, whose node sums are exact in fp32 (the hier model) */
+static void fill_inputs(float **in, int n, size_t count, int salt, int integers)
 {
     for (int r = 0; r < n; ++r) {
         for (size_t i = 0; i < count; ++i) {
             in[r][i] = input_value(r, i, salt);
+            in[r][i] = integers ? rintf(8.0f * in[r][i]) : in[r][i];
         }
     }
 }
@@ -140,13 +156,13 @@ static int check_call(qcomm_t *q, size_t count, int in_place, int salt, int nonf
 {
     float **in = alloc_inputs(q->size, count);
     float *out = malloc(count * sizeof(float) + 1);
-    sra_model_in_t mi = {q->size, count, in, *args};
+    sra_model_in_t mi = {q->size, count, in, *args, NULL};
     sra_model_out_t mo;
     unsigned long q0 = mpit_counter("calls_quantized");
     size_t i, not_model = 0, off_bound = 0;
     int quantized;
 
-    fill_inputs(in, q->size, count, salt);
+    fill_inputs(in, q->size, count, salt, 0 != q->hier_local);
     if (nonfinite) {
         place_nonfinite(in, q->size, count);
     }
@@ -158,7 +174,11 @@ static int check_call(qcomm_t *q, size_t count, int in_place, int salt, int nonf
 
     mo.y = malloc(count * sizeof(float) + 1);
     mo.bound = malloc(count * sizeof(double) + 1);
-    sra_model_run(&mi, &mo);
+    if (q->hier_local) {
+        hier_model_run(&mi, q->hier_local, &mo);
+    } else {
+        sra_model_run(&mi, &mo);
+    }
     for (i = 0; i < count; ++i) {
         double exact = 0.0;
         for (int r = 0; r < q->size; ++r) {

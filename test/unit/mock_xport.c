@@ -35,8 +35,14 @@ struct mock_world {
 
 typedef struct mock_ctx {
     mock_world_t *w;
-    int rank;
+    int rank;         /* world rank */
+    const int *ranks; /* group index -> world rank, NULL for the whole world */
 } mock_ctx_t;
+
+static int world_peer(const mock_ctx_t *c, int peer)
+{
+    return NULL == c->ranks ? peer : c->ranks[peer];
+}
 
 mock_world_t *mock_world_create(int n)
 {
@@ -71,7 +77,7 @@ static int mock_isend(qtopo_xport_t *x, int peer, const void *buf, size_t bytes,
 {
     mock_ctx_t *c = x->ctx;
     mock_world_t *w = c->w;
-    mock_pair_t *p = &w->pairs[c->rank * w->n + peer];
+    mock_pair_t *p = &w->pairs[c->rank * w->n + world_peer(c, peer)];
     void *copy = malloc(bytes ? bytes : 1);
 
     memcpy(copy, buf, bytes);
@@ -97,8 +103,8 @@ static int mock_irecv(qtopo_xport_t *x, int peer, void *buf, size_t cap, qtopo_r
     mock_recv_t *r = malloc(sizeof(*r));
 
     pthread_mutex_lock(&w->mu);
-    r->src = peer;
-    r->seq = w->pairs[peer * w->n + c->rank].nposted++;
+    r->src = world_peer(c, peer);
+    r->seq = w->pairs[r->src * w->n + c->rank].nposted++;
     pthread_mutex_unlock(&w->mu);
     r->buf = buf;
     r->cap = cap;
@@ -149,12 +155,19 @@ static int mock_wait(qtopo_xport_t *x, qtopo_req_t *reqs, int n)
 
 void mock_xport_init(mock_world_t *w, int rank, qtopo_xport_t *x)
 {
+    mock_xport_init_group(w, rank, NULL, w->n, rank, x);
+}
+
+void mock_xport_init_group(mock_world_t *w, int world_rank, const int *ranks, int n, int index,
+                           qtopo_xport_t *x)
+{
     mock_ctx_t *c = calloc(1, sizeof(*c));
 
     c->w = w;
-    c->rank = rank;
-    x->rank = rank;
-    x->size = w->n;
+    c->rank = world_rank;
+    c->ranks = ranks;
+    x->rank = index;
+    x->size = n;
     x->isend = mock_isend;
     x->irecv = mock_irecv;
     x->wait = mock_wait;

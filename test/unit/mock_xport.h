@@ -16,6 +16,9 @@ mock_world_t *mock_world_create(int n);
 void mock_world_destroy(mock_world_t *w);
 /* fills *x as rank `rank` of the world */
 void mock_xport_init(mock_world_t *w, int rank, qtopo_xport_t *x);
+/* a transport over a subgroup: ranks[0..n) are world ranks, this one is ranks[index] */
+void mock_xport_init_group(mock_world_t *w, int world_rank, const int *ranks, int n, int index,
+                           qtopo_xport_t *x);
 void mock_xport_fini(qtopo_xport_t *x);
 /* bytes and messages sent by `rank` so far */
 size_t mock_bytes_sent(mock_world_t *w, int rank);

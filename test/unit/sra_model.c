@@ -17,7 +17,9 @@ static size_t model_code(const sra_model_in_t *t, sra_model_out_t *m, int rank, 
                          float *y, double *bound)
 {
     const qtopo_codec_params_t *cp = &t->args.codec;
-    qtopo_codec_key_t key = {t->args.seed, t->args.call, (uint32_t) rank, off};
+    qtopo_codec_key_t key = {t->args.seed, t->args.call,
+                             (uint32_t) (NULL != t->key_ranks ? t->key_ranks[rank] : rank),
+                             t->args.elem_base + off};
     size_t cap = qtopo_codec_max_size(len, cp), size = 0, i;
     unsigned char *msg = malloc(cap + 1);
     qtopo_codec_block_info_t info; /* read once per block */
@@ -91,3 +93,43 @@ void sra_model_run(const sra_model_in_t *t, sra_model_out_t *m)
     }
 }
 
+
+/* The model of one rail group: slice l's node sums over the nodes. */
+static void hier_model_slice(const sra_model_in_t *t, int local, int l, sra_model_out_t *m)
+{
+    int nodes = t->n / local, node, r;
+    size_t off = qtopo_part_off(t->count, (size_t) local, (size_t) l);
+    size_t len = qtopo_part_len(t->count, (size_t) local, (size_t) l), i;
+    float **sums = calloc((size_t) nodes, sizeof(float *));
+    int *keys = malloc(sizeof(int) * (size_t) nodes);
+    sra_model_in_t mi = {nodes, len, sums, t->args, keys};
+    sra_model_out_t mo = {m->y + off, m->bound + off, 0, 0};
+
+    mi.args.elem_base = t->args.elem_base + off;
+    for (node = 0; node < nodes; ++node) {
+        sums[node] = calloc(len + 1, sizeof(float));
+        keys[node] = node * local + l;
+        for (r = node * local; r < (node + 1) * local; ++r) {
+            for (i = 0; i < len; ++i) {
+                sums[node][i] += t->in[r][off + i];
+            }
+        }
+    }
+    sra_model_run(&mi, &mo);
+    m->wire += mo.wire;
+    m->codec_errors += mo.codec_errors;
+    for (node = 0; node < nodes; ++node) {
+        free(sums[node]);
+    }
+    free(sums);
+    free(keys);
+}
+
+void hier_model_run(const sra_model_in_t *t, int local, sra_model_out_t *m)
+{
+    m->wire = 0;
+    m->codec_errors = 0;
+    for (int l = 0; l < local; ++l) {
+        hier_model_slice(t, local, l, m);
+    }
+}

@@ -21,7 +21,8 @@ typedef struct sra_model_in {
     int n;
     size_t count;
     float **in;            /* in[r]: rank r's contribution */
-    qtopo_sra_args_t args; /* key_rank, residual, elem_base are ignored */
+    qtopo_sra_args_t args; /* key_rank and residual are ignored */
+    const int *key_ranks;  /* key_ranks[r]: the key rank of group member r (NULL: r) */
 } sra_model_in_t;
 
 typedef struct sra_model_out {
@@ -32,5 +33,14 @@ typedef struct sra_model_out {
 } sra_model_out_t;
 
 void sra_model_run(const sra_model_in_t *t, sra_model_out_t *m);
+
+/*
+ * The quantized hierarchical allreduce (coll_qtopo_hier.c) on t->n = nodes x local
+ * ranks laid out node-major (rank = node * local + local rank): slice l of the result
+ * is the model above run on the node sums of slice l, over the ranks l, local + l, ...
+ * Exact only when the node sums are exact in fp32 (e.g. small integers), which the
+ * caller guarantees. m->wire counts the rail phases' bytes.
+ */
+void hier_model_run(const sra_model_in_t *t, int local, sra_model_out_t *m);
 
 #endif

@@ -20,6 +20,7 @@
 
 #include "coll_qtopo_codec.h"
 #include "coll_qtopo_ef.h"
+#include "coll_qtopo_nodes.h"
 #include "coll_qtopo_policy.h"
 #include "coll_qtopo_xport.h"
 
@@ -29,6 +30,7 @@ BEGIN_C_DECLS
 enum {
     QTOPO_ALG_AUTO = 0,
     QTOPO_ALG_FLAT = 1,
+    QTOPO_ALG_HIER = 2,
 };
 
 /* Counters behind the MPI_T performance variables; the component holds the process
@@ -60,6 +62,7 @@ typedef struct mca_coll_qtopo_component_t {
     bool error_feedback;
     size_t ef_max_bytes;
     int algorithm;
+    int node_size;
     int verbose;
 
     int output; /* opal_output stream, verbosity = coll_qtopo_verbose */
@@ -80,6 +83,10 @@ typedef struct mca_coll_qtopo_module_t {
     bool busy;
     /* sticky pass-through after an internal error; all ranks see the same error */
     bool failed;
+
+    /* node and rail groups, discovered on the first handled call */
+    bool topo_ready;
+    qtopo_nodes_t nodes;
 
     /* eligible calls so far: drives the ratio schedule and the stochastic-rounding key */
     uint64_t ncalls;
@@ -114,6 +121,12 @@ void mca_coll_qtopo_count(mca_coll_qtopo_module_t *m, const mca_coll_qtopo_count
 int mca_coll_qtopo_init_query(bool enable_progress_threads, bool enable_mpi_threads);
 mca_coll_base_module_t *mca_coll_qtopo_comm_query(struct ompi_communicator_t *comm,
                                                   int *priority);
+
+/* coll_qtopo_topo.c: node structure of the communicator (collective: all ranks call
+ * it on the same handled call) */
+int mca_coll_qtopo_topo_discover(mca_coll_qtopo_module_t *m, struct ompi_communicator_t *comm);
+/* the split-rail algorithm applies: several nodes, the same number of ranks (> 1) on each */
+bool mca_coll_qtopo_topo_hier_ok(const mca_coll_qtopo_module_t *m);
 
 /* coll_qtopo_xport_pml.c: a transport over the PML; ranks maps group index to
  * communicator rank (NULL: the whole communicator) */

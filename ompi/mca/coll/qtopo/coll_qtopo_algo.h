@@ -29,6 +29,17 @@ size_t qtopo_ring_scratch_bytes(size_t count, int size, size_t seg_bytes);
 int qtopo_ring_allreduce(qtopo_xport_t *x, const float *sbuf, float *rbuf, size_t count,
                          size_t seg_bytes, void *scratch);
 
+/* The two halves alone. After the reduce-scatter, chunk r of rbuf (chunks as in
+ * coll_qtopo_partition.h) holds peer r's sum; the other chunks hold scratch values.
+ * The allgather expects chunk r of rbuf final on peer r and fills in the rest. */
+int qtopo_ring_reduce_scatter(qtopo_xport_t *x, const float *sbuf, float *rbuf, size_t count,
+                              size_t seg_bytes, void *scratch);
+int qtopo_ring_allgather(qtopo_xport_t *x, float *rbuf, size_t count, size_t seg_bytes);
+
+/* Bytes peer `rank` of `size` sends in the given ring phases (QTOPO_RING_*). */
+enum { QTOPO_RING_REDUCE_SCATTER = 1, QTOPO_RING_ALLGATHER = 2, QTOPO_RING_BOTH = 3 };
+size_t qtopo_ring_bytes_sent(size_t count, int size, int rank, int phases);
+
 /* What a quantized allreduce needs besides the buffers. */
 typedef struct qtopo_sra_args {
     qtopo_codec_params_t codec; /* bits 16, 8, 4, 2, 1; block; rounding */
@@ -55,5 +66,24 @@ size_t qtopo_sra_scratch_bytes(size_t count, int size, const qtopo_sra_args_t *a
  */
 int qtopo_sra_allreduce(qtopo_xport_t *x, const float *sbuf, float *rbuf, size_t count,
                         const qtopo_sra_args_t *a, void *scratch, qtopo_sra_stats_t *stats_p);
+
+/* The hierarchical (split-rail) allreduce, coll_qtopo_hier.c. */
+typedef struct qtopo_hier_args {
+    size_t seg_bytes;     /* pipeline segment of the fp32 phases */
+    int quantize;         /* the inter-node phase is quantized with `sra` */
+    qtopo_sra_args_t sra; /* elem_base and residual refer to the whole buffer */
+} qtopo_hier_args_t;
+
+size_t qtopo_hier_scratch_bytes(size_t count, int local_size, int nnodes,
+                                const qtopo_hier_args_t *a);
+
+/*
+ * Sum over all ranks of the M x L grid: node_x spans the L ranks of this node (in
+ * local-rank order), rail_x the M ranks with this local rank (in node order).
+ * Bit-identical on every rank; sbuf == rbuf means in place.
+ */
+int qtopo_hier_allreduce(qtopo_xport_t *node_x, qtopo_xport_t *rail_x, const float *sbuf,
+                         float *rbuf, size_t count, const qtopo_hier_args_t *a, void *scratch,
+                         qtopo_sra_stats_t *stats_p);
 
 #endif /* COLL_QTOPO_ALGO_H */

@@ -102,49 +102,96 @@ static float *ef_residual(mca_coll_qtopo_module_t *m, struct ompi_communicator_t
     return qtopo_ef_lookup(m->ef, QTOPO_COMM_ID(comm), (uintptr_t) src, count);
 }
 
-static int run_exact(mca_coll_qtopo_module_t *m, qtopo_xport_t *x, const float *src, float *rbuf,
-                     size_t count, const qtopo_call_t *call, mca_coll_qtopo_counters_t *k)
-{
-    void *scratch = module_scratch(m, qtopo_ring_scratch_bytes(count, x->size, call->segment));
-
-    if (NULL == scratch) {
-        return OMPI_ERR_OUT_OF_RESOURCE;
-    }
-    k->bytes_wire = (unsigned long) (2 * (size_t) (x->size - 1) * count * sizeof(float)
-                                     / (size_t) x->size);
-    return QTOPO_XPORT_OK == qtopo_ring_allreduce(x, src, rbuf, count, call->segment, scratch)
-               ? OMPI_SUCCESS
-               : OMPI_ERROR;
-}
-
-static int run_quantized(mca_coll_qtopo_module_t *m, qtopo_xport_t *x, const float *src,
-                         float *rbuf, size_t count, const qtopo_call_t *call,
-                         struct ompi_communicator_t *comm, mca_coll_qtopo_counters_t *k)
+static void fill_sra_args(mca_coll_qtopo_module_t *m, struct ompi_communicator_t *comm,
+                          const float *src, size_t count, const qtopo_call_t *call,
+                          qtopo_sra_args_t *a)
 {
     mca_coll_qtopo_component_t *c = &mca_coll_qtopo_component;
+
+    a->codec.bits = call->bits;
+    a->codec.block = call->block;
+    a->codec.rounding = c->rounding;
+    a->seg_bytes = call->segment;
+    a->seed = c->seed;
+    a->call = call->index;
+    a->key_rank = (uint32_t) ompi_comm_rank(comm);
+    a->elem_base = 0;
+    a->residual = 32 != call->bits ? ef_residual(m, comm, src, count) : NULL;
+}
+
+static int xport_rc(int rc)
+{
+    return QTOPO_XPORT_OK == rc ? OMPI_SUCCESS : OMPI_ERROR;
+}
+
+/* Flat: the exact ring, or scatter-reduce-allgather when quantized, over all ranks. */
+static int run_flat(mca_coll_qtopo_module_t *m, struct ompi_communicator_t *comm,
+                    const float *src, float *rbuf, size_t count, const qtopo_call_t *call,
+                    mca_coll_qtopo_counters_t *k)
+{
+    int size = ompi_comm_size(comm), rank = ompi_comm_rank(comm), rc;
+    mca_coll_qtopo_pml_ctx_t ctx;
+    qtopo_sra_stats_t stats = {0, 0.0};
     qtopo_sra_args_t a;
+    qtopo_xport_t x;
+    void *scratch;
+
+    mca_coll_qtopo_xport_pml_init(&x, &ctx, comm, NULL, rank, size);
+    if (32 == call->bits) {
+        scratch = module_scratch(m, qtopo_ring_scratch_bytes(count, size, call->segment));
+        if (NULL == scratch) {
+            return OMPI_ERR_OUT_OF_RESOURCE;
+        }
+        rc = qtopo_ring_allreduce(&x, src, rbuf, count, call->segment, scratch);
+        stats.bytes_sent = qtopo_ring_bytes_sent(count, size, rank, QTOPO_RING_BOTH);
+    } else {
+        fill_sra_args(m, comm, src, count, call, &a);
+        scratch = module_scratch(m, qtopo_sra_scratch_bytes(count, size, &a));
+        if (NULL == scratch) {
+            return OMPI_ERR_OUT_OF_RESOURCE;
+        }
+        rc = qtopo_sra_allreduce(&x, src, rbuf, count, &a, scratch, &stats);
+    }
+    k->bytes_wire = (unsigned long) stats.bytes_sent;
+    k->usec_code = (unsigned long) (stats.code_seconds * 1e6);
+    return xport_rc(rc);
+}
+
+/* Hierarchical: fp32 inside the node, the flat algorithm on the rail group. */
+static int run_hier(mca_coll_qtopo_module_t *m, struct ompi_communicator_t *comm,
+                    const float *src, float *rbuf, size_t count, const qtopo_call_t *call,
+                    mca_coll_qtopo_counters_t *k)
+{
+    const qtopo_nodes_t *t = &m->nodes;
+    mca_coll_qtopo_pml_ctx_t node_ctx, rail_ctx;
+    qtopo_xport_t node_x, rail_x;
     qtopo_sra_stats_t stats;
+    qtopo_hier_args_t a;
     void *scratch;
     int rc;
 
-    a.codec.bits = call->bits;
-    a.codec.block = call->block;
-    a.codec.rounding = c->rounding;
     a.seg_bytes = call->segment;
-    a.seed = c->seed;
-    a.call = call->index;
-    a.key_rank = (uint32_t) ompi_comm_rank(comm);
-    a.elem_base = 0;
-    a.residual = ef_residual(m, comm, src, count);
-    scratch = module_scratch(m, qtopo_sra_scratch_bytes(count, x->size, &a));
+    a.quantize = 32 != call->bits;
+    fill_sra_args(m, comm, src, count, call, &a.sra);
+    scratch = module_scratch(m, qtopo_hier_scratch_bytes(count, t->local_size, t->rail_size, &a));
     if (NULL == scratch) {
         return OMPI_ERR_OUT_OF_RESOURCE;
     }
-    rc = qtopo_sra_allreduce(x, src, rbuf, count, &a, scratch, &stats);
-    k->calls_quantized = 1;
+    mca_coll_qtopo_xport_pml_init(&node_x, &node_ctx, comm, t->node_ranks, t->local_rank,
+                                  t->local_size);
+    mca_coll_qtopo_xport_pml_init(&rail_x, &rail_ctx, comm, t->rail_ranks, t->rail_index,
+                                  t->rail_size);
+    rc = qtopo_hier_allreduce(&node_x, &rail_x, src, rbuf, count, &a, scratch, &stats);
     k->bytes_wire = (unsigned long) stats.bytes_sent;
     k->usec_code = (unsigned long) (stats.code_seconds * 1e6);
-    return QTOPO_XPORT_OK == rc ? OMPI_SUCCESS : OMPI_ERROR;
+    return xport_rc(rc);
+}
+
+/* auto and hier take the split-rail path where the topology allows it. */
+static bool use_hier(const mca_coll_qtopo_module_t *m)
+{
+    return QTOPO_ALG_FLAT != mca_coll_qtopo_component.algorithm
+           && mca_coll_qtopo_topo_hier_ok(m);
 }
 
 static double seconds_now(void)
@@ -159,28 +206,33 @@ static int run_call(mca_coll_qtopo_module_t *m, const float *src, float *rbuf, s
                     struct ompi_communicator_t *comm)
 {
     mca_coll_qtopo_counters_t k = {0};
-    mca_coll_qtopo_pml_ctx_t ctx;
-    qtopo_xport_t x;
     qtopo_call_t call;
     double t0 = seconds_now();
+    bool hier;
     int rc;
 
+    if (!m->topo_ready) {
+        rc = mca_coll_qtopo_topo_discover(m, comm);
+        if (OMPI_SUCCESS != rc) {
+            return rc;
+        }
+    }
     choose_setting(m, count * sizeof(float), &call);
-    mca_coll_qtopo_xport_pml_init(&x, &ctx, comm, NULL, ompi_comm_rank(comm),
-                                  ompi_comm_size(comm));
-    if (32 == call.bits) {
-        rc = run_exact(m, &x, src, rbuf, count, &call, &k);
+    hier = use_hier(m);
+    if (hier) {
+        rc = run_hier(m, comm, src, rbuf, count, &call, &k);
     } else {
-        rc = run_quantized(m, &x, src, rbuf, count, &call, comm, &k);
+        rc = run_flat(m, comm, src, rbuf, count, &call, &k);
     }
     if (OMPI_SUCCESS == rc) {
         k.calls_handled = 1;
+        k.calls_quantized = 32 != call.bits;
         k.bytes_logical = (unsigned long) (count * sizeof(float));
         k.usec_total = (unsigned long) ((seconds_now() - t0) * 1e6);
         mca_coll_qtopo_count(m, &k);
-        QTOPO_VERBOSE(2, "allreduce #%lu of %zu floats on %s: %d bits, block %d, segment %zu",
-                      (unsigned long) call.index, count, comm->c_name, call.bits, call.block,
-                      call.segment);
+        QTOPO_VERBOSE(2, "allreduce #%lu of %zu floats on %s: %s, %d bits, block %d, segment %zu",
+                      (unsigned long) call.index, count, comm->c_name, hier ? "hier" : "flat",
+                      call.bits, call.block, call.segment);
     }
     return rc;
 }

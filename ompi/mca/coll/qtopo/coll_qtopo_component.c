@@ -44,6 +44,7 @@ mca_coll_qtopo_component_t mca_coll_qtopo_component = {
 static const mca_base_var_enum_value_t qtopo_algorithms[] = {
     {QTOPO_ALG_AUTO, "auto"},
     {QTOPO_ALG_FLAT, "flat"},
+    {QTOPO_ALG_HIER, "hier"},
     {0, NULL},
 };
 
@@ -181,10 +182,17 @@ static int qtopo_register(void)
                  MCA_BASE_VAR_TYPE_SIZE_T, NULL, OPAL_INFO_LVL_5, true, &c->segment_size);
     c->algorithm = QTOPO_ALG_AUTO;
     register_var("algorithm",
-                 "Allreduce algorithm: auto (choose by topology and size) or flat (ring "
-                 "reduce-scatter + allgather when lossless, scatter-reduce-allgather when "
-                 "quantized); for tests and tuning",
+                 "Allreduce algorithm: auto (hier on several nodes with equal ranks per node, "
+                 "else flat), flat (ring reduce-scatter + allgather when lossless, "
+                 "scatter-reduce-allgather when quantized) or hier (split-rail: fp32 inside "
+                 "nodes, the flat algorithm across nodes per local rank; flat where the "
+                 "topology does not allow it); for tests and tuning",
                  MCA_BASE_VAR_TYPE_INT, qtopo_algorithms, OPAL_INFO_LVL_5, true, &c->algorithm);
+    c->node_size = 0;
+    register_var("node_size",
+                 "Pretend that every K consecutive ranks form a node (testing and tuning the "
+                 "hierarchy on one host); 0 (default) uses the real node layout",
+                 MCA_BASE_VAR_TYPE_INT, NULL, OPAL_INFO_LVL_9, false, &c->node_size);
     register_quantization_params(c);
     c->verbose = 0;
     register_var("verbose",

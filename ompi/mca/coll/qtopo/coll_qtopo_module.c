@@ -27,6 +27,8 @@ static void qtopo_module_construct(mca_coll_qtopo_module_t *m)
     m->prev_allreduce_module = NULL;
     m->busy = false;
     m->failed = false;
+    m->topo_ready = false;
+    memset(&m->nodes, 0, sizeof(m->nodes));
     m->ncalls = 0;
     m->rules_text = NULL;
     m->rules.n = 0;
@@ -62,6 +64,7 @@ static void qtopo_module_destruct(mca_coll_qtopo_module_t *m)
     free(m->scratch);
     qtopo_ef_store_destroy(m->ef);
     free(m->rules_text);
+    qtopo_nodes_free(&m->nodes);
     if (NULL != m->prev_allreduce_module) {
         OBJ_RELEASE(m->prev_allreduce_module);
     }

@@ -4,15 +4,16 @@
  * The buffer is cut into one chunk per rank and every chunk into nseg segments
  * (coll_qtopo_partition.h). Rank r sends to next = r+1 and receives from prev = r-1.
  *
- *   reduce-scatter, step k = 0..n-2:  receive chunk (r-k-1) from prev, add the local
+ *   reduce-scatter, step k = 0..n-2:  receive chunk (r-k-2) from prev, add the local
  *                                     contribution, send the partial sum to next
- *   allgather,      step k = 0..n-2:  receive the final chunk (r-k) from prev into rbuf,
- *                                     forward it to next
+ *   allgather,      step k = 0..n-2:  receive the final chunk (r-k-1) from prev into
+ *                                     rbuf, forward it to next
  *
- * After the reduce-scatter rank r owns the final chunk (r+1). The two phases are
- * pipelined per segment: as soon as segment j of a step has arrived and been reduced
- * it goes on to the next rank, while segment j+1 is still on the wire, and the last
- * reduce-scatter step flows straight into the first allgather step. Each rank's
+ * After the reduce-scatter rank r owns the final chunk r, so the two phases also
+ * serve separately (the hierarchical algorithm reduce-scatters within a node, works on
+ * its chunk, then allgathers). Each phase is pipelined per segment: as soon as
+ * segment j of a step has arrived and been reduced it goes on to the next rank, while
+ * segment j+1 is still on the wire. Each rank's
  * final chunk is computed once, by its owner, in a fixed order and then copied
  * byte for byte, so every rank ends with bit-identical results. Every rank moves
  * 2(n-1)/n of the buffer, the bandwidth optimum.
@@ -105,6 +106,11 @@ static int resend_seg(ring_plan_t *p, const float *buf, int chunk, int j, qtopo_
     return QTOPO_XPORT_OK == rc ? send_seg(p, buf, chunk, j, req) : rc;
 }
 
+/*
+ * Reduce-scatter, step k = 0..n-2: send chunk (r-k-1) to next (our raw contribution at
+ * step 0, the partial sum we just made afterwards) and receive chunk (r-k-2) from prev.
+ * After the last step rank r holds the sum of chunk r.
+ */
 static int ring_reduce_scatter(ring_plan_t *p, const float *sbuf, float *rbuf, float *slots,
                                qtopo_req_t *rreq, qtopo_req_t *sreq)
 {
@@ -112,48 +118,51 @@ static int ring_reduce_scatter(ring_plan_t *p, const float *sbuf, float *rbuf, f
     int j, k, c;
 
     for (j = 0; QTOPO_XPORT_OK == rc && j < p->nseg; ++j) {
-        rc = recv_seg(p, slots + (size_t) j * p->maxseg, qtopo_mod(p->r - 1, p->n), j, &rreq[j]);
+        rc = recv_seg(p, slots + (size_t) j * p->maxseg, qtopo_mod(p->r - 2, p->n), j, &rreq[j]);
     }
     for (j = 0; QTOPO_XPORT_OK == rc && j < p->nseg; ++j) {
-        rc = send_seg(p, sbuf, p->r, j, &sreq[j]);
+        rc = send_seg(p, sbuf, qtopo_mod(p->r - 1, p->n), j, &sreq[j]);
     }
     for (k = 0; QTOPO_XPORT_OK == rc && k <= p->n - 2; ++k) {
-        c = qtopo_mod(p->r - k - 1, p->n);
+        c = qtopo_mod(p->r - k - 2, p->n);
         for (j = 0; QTOPO_XPORT_OK == rc && j < p->nseg; ++j) {
             float *slot = slots + (size_t) j * p->maxseg;
-            float *dst = rbuf + seg_off(p, c, j);
 
             rc = wait_seg(p, c, j, &rreq[j]);
             if (QTOPO_XPORT_OK != rc) {
                 break;
             }
-            sum_f32(dst, sbuf + seg_off(p, c, j), slot, seg_len(p, c, j));
-            /* the in-place send of our own chunk must be done before it is overwritten */
-            rc = p->x->wait(p->x, &sreq[j], 1);
-            if (QTOPO_XPORT_OK != rc) {
-                break;
+            sum_f32(rbuf + seg_off(p, c, j), sbuf + seg_off(p, c, j), slot, seg_len(p, c, j));
+            if (k == p->n - 2) {
+                continue; /* c == r: our chunk is complete */
             }
-            if (k < p->n - 2) {
-                rc = recv_seg(p, slot, qtopo_mod(c - 1, p->n), j, &rreq[j]);
-            } else {
-                /* c == r+1 is final: this is the first allgather step */
-                rc = recv_seg(p, rbuf + seg_off(p, p->r, j), p->r, j, &rreq[j]);
-            }
+            rc = recv_seg(p, slot, qtopo_mod(c - 1, p->n), j, &rreq[j]);
             if (QTOPO_XPORT_OK == rc) {
-                rc = send_seg(p, rbuf, c, j, &sreq[j]);
+                rc = resend_seg(p, rbuf, c, j, &sreq[j]);
             }
         }
     }
     return rc;
 }
 
+/*
+ * Allgather, step k = 0..n-2: send chunk (r-k) (ours at step 0, then the one just
+ * received) to next and receive chunk (r-k-1) from prev straight into rbuf.
+ */
 static int ring_allgather(ring_plan_t *p, float *rbuf, qtopo_req_t *rreq, qtopo_req_t *sreq)
 {
     int rc = QTOPO_XPORT_OK;
     int j, k, c;
 
+    for (j = 0; QTOPO_XPORT_OK == rc && j < p->nseg; ++j) {
+        c = qtopo_mod(p->r - 1, p->n);
+        rc = recv_seg(p, rbuf + seg_off(p, c, j), c, j, &rreq[j]);
+    }
+    for (j = 0; QTOPO_XPORT_OK == rc && j < p->nseg; ++j) {
+        rc = resend_seg(p, rbuf, p->r, j, &sreq[j]);
+    }
     for (k = 0; QTOPO_XPORT_OK == rc && k <= p->n - 2; ++k) {
-        c = qtopo_mod(p->r - k, p->n);
+        c = qtopo_mod(p->r - k - 1, p->n);
         for (j = 0; QTOPO_XPORT_OK == rc && j < p->nseg; ++j) {
             rc = wait_seg(p, c, j, &rreq[j]);
             if (QTOPO_XPORT_OK != rc || k == p->n - 2) {
@@ -169,19 +178,15 @@ static int ring_allgather(ring_plan_t *p, float *rbuf, qtopo_req_t *rreq, qtopo_
     return rc;
 }
 
-int qtopo_ring_allreduce(qtopo_xport_t *x, const float *sbuf, float *rbuf, size_t count,
-                         size_t seg_bytes, void *scratch)
+/* Runs one phase with fresh request arrays and drains them, also on an error path:
+ * nothing may stay in flight once a phase returns. */
+static int ring_run(qtopo_xport_t *x, const float *sbuf, float *rbuf, size_t count,
+                    size_t seg_bytes, void *scratch, int phases)
 {
     qtopo_req_t rreq[QTOPO_MAX_SEGMENTS], sreq[QTOPO_MAX_SEGMENTS];
     ring_plan_t p;
-    int rc, rc_drain, j;
+    int rc = QTOPO_XPORT_OK, rc_drain, j;
 
-    if (1 == x->size) {
-        if (sbuf != rbuf) {
-            memcpy(rbuf, sbuf, count * sizeof(float));
-        }
-        return QTOPO_XPORT_OK;
-    }
     ring_plan_init(&p, count, x->size, seg_bytes);
     p.x = x;
     p.r = x->rank;
@@ -191,16 +196,63 @@ int qtopo_ring_allreduce(qtopo_xport_t *x, const float *sbuf, float *rbuf, size_
         rreq[j] = (qtopo_req_t) QTOPO_REQ_INIT;
         sreq[j] = (qtopo_req_t) QTOPO_REQ_INIT;
     }
-
-    rc = ring_reduce_scatter(&p, sbuf, rbuf, (float *) scratch, rreq, sreq);
-    if (QTOPO_XPORT_OK == rc) {
+    if (phases & QTOPO_RING_REDUCE_SCATTER) {
+        rc = ring_reduce_scatter(&p, sbuf, rbuf, (float *) scratch, rreq, sreq);
+        rc_drain = x->wait(x, sreq, p.nseg);
+        rc = QTOPO_XPORT_OK == rc ? rc_drain : rc;
+    }
+    if (QTOPO_XPORT_OK == rc && (phases & QTOPO_RING_ALLGATHER)) {
         rc = ring_allgather(&p, rbuf, rreq, sreq);
     }
-    /* nothing may stay in flight once we return, also on an error path */
     rc_drain = x->wait(x, rreq, p.nseg);
-    if (QTOPO_XPORT_OK == rc) {
-        rc = rc_drain;
-    }
+    rc = QTOPO_XPORT_OK == rc ? rc_drain : rc;
     rc_drain = x->wait(x, sreq, p.nseg);
     return QTOPO_XPORT_OK == rc ? rc_drain : rc;
+}
+
+size_t qtopo_ring_bytes_sent(size_t count, int size, int rank, int phases)
+{
+    size_t bytes = 0;
+
+    if (1 == size) {
+        return 0;
+    }
+    /* the reduce-scatter never sends chunk r, the allgather never chunk r+1 */
+    if (phases & QTOPO_RING_REDUCE_SCATTER) {
+        bytes += count - qtopo_part_len(count, (size_t) size, (size_t) rank);
+    }
+    if (phases & QTOPO_RING_ALLGATHER) {
+        bytes += count - qtopo_part_len(count, (size_t) size, (size_t) qtopo_mod(rank + 1, size));
+    }
+    return bytes * sizeof(float);
+}
+
+int qtopo_ring_reduce_scatter(qtopo_xport_t *x, const float *sbuf, float *rbuf, size_t count,
+                              size_t seg_bytes, void *scratch)
+{
+    if (1 == x->size) {
+        if (sbuf != rbuf) {
+            memcpy(rbuf, sbuf, count * sizeof(float));
+        }
+        return QTOPO_XPORT_OK;
+    }
+    return ring_run(x, sbuf, rbuf, count, seg_bytes, scratch, QTOPO_RING_REDUCE_SCATTER);
+}
+
+int qtopo_ring_allgather(qtopo_xport_t *x, float *rbuf, size_t count, size_t seg_bytes)
+{
+    if (1 == x->size) {
+        return QTOPO_XPORT_OK;
+    }
+    return ring_run(x, rbuf, rbuf, count, seg_bytes, NULL, QTOPO_RING_ALLGATHER);
+}
+
+int qtopo_ring_allreduce(qtopo_xport_t *x, const float *sbuf, float *rbuf, size_t count,
+                         size_t seg_bytes, void *scratch)
+{
+    if (1 == x->size) {
+        return qtopo_ring_reduce_scatter(x, sbuf, rbuf, count, seg_bytes, scratch);
+    }
+    return ring_run(x, sbuf, rbuf, count, seg_bytes, scratch,
+                    QTOPO_RING_REDUCE_SCATTER | QTOPO_RING_ALLGATHER);
 }

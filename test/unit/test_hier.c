@@ -1,0 +1,288 @@
+/*
+ * Unit tests of the node map (coll_qtopo_nodes.c) and of the hierarchical split-rail
+ * allreduce (coll_qtopo_hier.c) over the mock transport, M nodes x L ranks as threads:
+ *   - node maps of regular, interleaved, uneven, one-per-node and one-node layouts;
+ *   - lossless: every rank bit-identical, within the float rounding bound of the
+ *     exact sum, exact for integer data; bytes as the ring phases predict;
+ *   - quantized, integer data (node sums are exact in fp32): every rank equals, bit
+ *     for bit, the specification model of the quantized rail phase run on the node
+ *     sums of each slice (keys: the ranks' global numbers, the slice's offset), and
+ *     stays within its bound.
+ */
+
+#include <float.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "coll_qtopo_algo.h"
+#include "coll_qtopo_nodes.h"
+#include "coll_qtopo_partition.h"
+#include "mock_xport.h"
+#include "qt_check.h"
+#include "sra_model.h"
+
+int qt_checks_passed, qt_checks_failed;
+
+/* ---- node maps ------------------------------------------------------------------------ */
+
+static void check_map(const int *labels, int size, int rank, int nnodes, int node, int local,
+                      int lsize, const int *rail, int rail_size, int uniform)
+{
+    qtopo_nodes_t t;
+    char line[256];
+
+    CHECK(0 == qtopo_nodes_build(labels, size, rank, &t), "build");
+    CHECK(t.nnodes == nnodes && t.node == node, "rank %d: %d nodes (node %d), expected %d (%d)",
+          rank, t.nnodes, t.node, nnodes, node);
+    CHECK(t.local_rank == local && t.local_size == lsize, "rank %d: local %d of %d", rank,
+          t.local_rank, t.local_size);
+    CHECK(t.rail_size == rail_size && 0 == memcmp(t.rail_ranks, rail, sizeof(int) * rail_size)
+              && t.rail_ranks[t.rail_index] == rank,
+          "rank %d: rail group of %d", rank, t.rail_size);
+    CHECK(qtopo_nodes_uniform(&t) == uniform, "rank %d: uniform %d", rank, uniform);
+    CHECK(t.node_ranks[t.local_rank] == rank, "rank %d not at its local rank", rank);
+    qtopo_nodes_format(&t, line, sizeof(line));
+    CHECK(NULL != strstr(line, "nodes"), "format: %s", line);
+    qtopo_nodes_format(&t, line, 12); /* truncation must stay inside the buffer */
+    CHECK(11 >= strlen(line), "format overflow");
+    qtopo_nodes_free(&t);
+}
+
+static void test_node_maps(void)
+{
+    static const int grid[] = {7, 7, 3, 3, 9, 9, 5, 5};        /* 4 nodes x 2 */
+    static const int mixed[] = {0, 1, 0, 1};                    /* interleaved */
+    static const int uneven[] = {0, 0, 1, 1, 2, 2, 3};          /* 2,2,2,1 */
+    static const int single[] = {4, 4, 4};                      /* one node */
+    static const int spread[] = {1, 2, 3};                      /* one rank per node */
+    static const int rail_1[] = {1, 3, 5, 7}, rail_m[] = {2, 3}, rail_u[] = {0, 2, 4, 6};
+    static const int rail_u1[] = {1, 3, 5}, rail_s[] = {1}, rail_p[] = {0, 1, 2};
+
+    check_map(grid, 8, 5, 4, 2, 1, 2, rail_1, 4, 1);
+    check_map(mixed, 4, 2, 2, 0, 1, 2, rail_m, 2, 1);
+    check_map(uneven, 7, 6, 4, 3, 0, 1, rail_u, 4, 0);
+    check_map(uneven, 7, 3, 4, 1, 1, 2, rail_u1, 3, 0);
+    check_map(single, 3, 1, 1, 0, 1, 3, rail_s, 1, 1);
+    check_map(spread, 3, 1, 3, 1, 0, 1, rail_p, 3, 1);
+}
+
+/* ---- the hierarchical allreduce -------------------------------------------------------- */
+
+typedef struct hier_case {
+    int nodes, local, n;
+    size_t count;
+    qtopo_hier_args_t args;
+    mock_world_t *w;
+    float **in, **out;
+    qtopo_sra_stats_t *stats;
+    int *rc;
+} hier_case_t;
+
+/* Ranks are laid out node-major: rank = node * local + local rank. */
+static void fill_groups(const hier_case_t *t, int rank, int *node_ranks, int *rail_ranks)
+{
+    int i;
+
+    for (i = 0; i < t->local; ++i) {
+        node_ranks[i] = rank / t->local * t->local + i;
+    }
+    for (i = 0; i < t->nodes; ++i) {
+        rail_ranks[i] = i * t->local + rank % t->local;
+    }
+}
+
+static int hier_rank_main(int rank, void *arg)
+{
+    hier_case_t *t = arg;
+    int *node_ranks = malloc(sizeof(int) * (size_t) t->local);
+    int *rail_ranks = malloc(sizeof(int) * (size_t) t->nodes);
+    qtopo_hier_args_t a = t->args;
+    qtopo_xport_t node_x, rail_x;
+    void *scratch = malloc(qtopo_hier_scratch_bytes(t->count, t->local, t->nodes, &a) + 1);
+
+    fill_groups(t, rank, node_ranks, rail_ranks);
+    mock_xport_init_group(t->w, rank, node_ranks, t->local, rank % t->local, &node_x);
+    mock_xport_init_group(t->w, rank, rail_ranks, t->nodes, rank / t->local, &rail_x);
+    a.sra.key_rank = (uint32_t) rank;
+    t->rc[rank] = qtopo_hier_allreduce(&node_x, &rail_x, t->in[rank], t->out[rank], t->count,
+                                       &a, scratch, &t->stats[rank]);
+    mock_xport_fini(&node_x);
+    mock_xport_fini(&rail_x);
+    free(scratch);
+    free(node_ranks);
+    free(rail_ranks);
+    return t->rc[rank];
+}
+
+static hier_case_t *hier_new(int nodes, int local, size_t count, int bits, int integers)
+{
+    hier_case_t *t = calloc(1, sizeof(*t));
+    unsigned long long s = 77 + count;
+
+    t->nodes = nodes;
+    t->local = local;
+    t->n = nodes * local;
+    t->count = count;
+    t->args.seg_bytes = 4096;
+    t->args.quantize = 32 != bits;
+    t->args.sra.codec.bits = 32 != bits ? bits : 8;
+    t->args.sra.codec.block = 64;
+    t->args.sra.codec.rounding = bits % 2 ? QTOPO_ROUND_NEAREST : QTOPO_ROUND_STOCHASTIC;
+    t->args.sra.seg_bytes = 8192;
+    t->args.sra.seed = 3;
+    t->args.sra.call = 1;
+    t->in = calloc((size_t) t->n, sizeof(float *));
+    t->out = calloc((size_t) t->n, sizeof(float *));
+    t->stats = calloc((size_t) t->n, sizeof(*t->stats));
+    t->rc = calloc((size_t) t->n, sizeof(int));
+    for (int r = 0; r < t->n; ++r) {
+        t->in[r] = malloc(count * sizeof(float) + 1);
+        t->out[r] = malloc(count * sizeof(float) + 1);
+        for (size_t i = 0; i < count; ++i) {
+            s = s * 6364136223846793005ULL + 1442695040888963407ULL;
+            t->in[r][i] = integers ? (float) ((long) (s >> 40) % 64 - 32)
+                                   : (float) ((double) (s >> 11) / 9007199254740992.0 - 0.5);
+        }
+    }
+    t->w = mock_world_create(t->n);
+    mock_run(t->n, hier_rank_main, t);
+    for (int r = 0; r < t->n; ++r) {
+        CHECK(0 == t->rc[r], "%dx%d count=%zu rank %d: rc %d", nodes, local, count, r, t->rc[r]);
+    }
+    CHECK(0 == mock_unmatched(t->w), "%zu messages never received", mock_unmatched(t->w));
+    return t;
+}
+
+static void hier_free(hier_case_t *t)
+{
+    for (int r = 0; r < t->n; ++r) {
+        free(t->in[r]);
+        free(t->out[r]);
+    }
+    mock_world_destroy(t->w);
+    free(t->in);
+    free(t->out);
+    free(t->stats);
+    free(t->rc);
+    free(t);
+}
+
+static size_t count_not_identical(const hier_case_t *t)
+{
+    size_t bad = 0;
+
+    for (int r = 1; r < t->n; ++r) {
+        bad += 0 != memcmp(t->out[r], t->out[0], t->count * sizeof(float));
+    }
+    return bad;
+}
+
+static void test_lossless(int nodes, int local, size_t count, int integers)
+{
+    hier_case_t *t = hier_new(nodes, local, count, 32, integers);
+    size_t i, off = 0;
+
+    CHECK(0 == count_not_identical(t), "%dx%d count=%zu: ranks differ", nodes, local, count);
+    for (i = 0; i < count; ++i) {
+        double ref = 0.0, mag = 0.0;
+        for (int r = 0; r < t->n; ++r) {
+            ref += t->in[r][i];
+            mag += fabs(t->in[r][i]);
+        }
+        off += fabs(t->out[0][i] - ref) > (integers ? 0.0 : (t->n - 1) * FLT_EPSILON / 2 * mag * 1.0001);
+    }
+    CHECK(0 == off, "%dx%d count=%zu integers=%d: %zu elements off", nodes, local, count,
+          integers, off);
+    for (int r = 0; r < t->n; ++r) {
+        size_t slice = qtopo_part_len(count, (size_t) local, (size_t) (r % local));
+        size_t expect = qtopo_ring_bytes_sent(count, local, r % local, QTOPO_RING_BOTH)
+                        + qtopo_ring_bytes_sent(slice, nodes, r / local, QTOPO_RING_BOTH);
+        CHECK(t->stats[r].bytes_sent == expect, "rank %d sent %zu, expected %zu", r,
+              t->stats[r].bytes_sent, expect);
+    }
+    hier_free(t);
+}
+
+/* Quantized, integer inputs: node sums are exact, so slice l of the result must be the
+ * model of the rail phase on the node sums of slice l. */
+static void test_quantized(int nodes, int local, size_t count, int bits)
+{
+    hier_case_t *t = hier_new(nodes, local, count, bits, 1);
+    size_t not_model = 0, off_bound = 0;
+
+    sra_model_in_t mi = {t->n, count, t->in, t->args.sra, NULL};
+    sra_model_out_t mo;
+    size_t i;
+
+    CHECK(0 == count_not_identical(t), "%dx%d bits=%d: ranks differ", nodes, local, bits);
+    mo.y = malloc(count * sizeof(float) + 1);
+    mo.bound = malloc(count * sizeof(double) + 1);
+    hier_model_run(&mi, local, &mo);
+    CHECK(0 == mo.codec_errors, "model codec errors");
+    for (i = 0; i < count; ++i) {
+        double exact = 0.0;
+        for (int r = 0; r < t->n; ++r) {
+            exact += t->in[r][i];
+        }
+        not_model += 0 != memcmp(&mo.y[i], &t->out[0][i], sizeof(float));
+        off_bound += fabs(t->out[0][i] - exact) > mo.bound[i];
+    }
+    free(mo.y);
+    free(mo.bound);
+    CHECK(0 == not_model, "%dx%d count=%zu bits=%d: %zu values differ from the model", nodes,
+          local, count, bits, not_model);
+    CHECK(0 == off_bound, "%dx%d count=%zu bits=%d: %zu values outside the bound", nodes, local,
+          count, bits, off_bound);
+    hier_free(t);
+}
+
+/* The scratch of the hierarchical algorithm covers every rank's rail phase, whose
+ * needs are not monotonic in the slice length (segment counts change). */
+static void test_scratch_covers_slices(void)
+{
+    qtopo_hier_args_t a;
+    size_t count, bad = 0;
+    int q, L, l;
+
+    memset(&a, 0, sizeof(a));
+    a.seg_bytes = a.sra.seg_bytes = 262144;
+    a.sra.codec.bits = 8;
+    a.sra.codec.block = 256;
+    for (q = 0; q < 2; ++q) {
+        a.quantize = q;
+        for (L = 2; L <= 8; L += 2) {
+            for (count = 1048560; count < 1048600; ++count) {
+                size_t have = qtopo_hier_scratch_bytes(count, L, 2, &a);
+                for (l = 0; l < L; ++l) {
+                    size_t len = qtopo_part_len(count, (size_t) L, (size_t) l);
+                    size_t need = q ? qtopo_sra_scratch_bytes(len, 2, &a.sra)
+                                    : qtopo_ring_scratch_bytes(len, 2, a.seg_bytes);
+                    bad += need > have;
+                }
+            }
+        }
+    }
+    CHECK(0 == bad, "%zu slices need more scratch than qtopo_hier_scratch_bytes gives", bad);
+}
+
+int main(void)
+{
+    static const int grids[][2] = {{2, 2}, {4, 2}, {3, 3}, {2, 4}, {4, 1}, {1, 4}, {5, 3}};
+    size_t g;
+
+    test_node_maps();
+    test_scratch_covers_slices();
+    for (g = 0; g < sizeof(grids) / sizeof(grids[0]); ++g) {
+        int M = grids[g][0], L = grids[g][1];
+        test_lossless(M, L, 1, 0);
+        test_lossless(M, L, (size_t) (M * L) - 1, 1);
+        test_lossless(M, L, 10007, 0);
+        test_lossless(M, L, 100003, 1);
+        test_quantized(M, L, 30011, 8);
+        test_quantized(M, L, 7919, M % 2 ? 4 : 1);
+        test_quantized(M, L, 4099, 16);
+    }
+    return qt_check_summary();
+}
