@@ -84,6 +84,29 @@ run_case "np=3 bits=8, 4 KiB segments, block 32" 3 $on --mca coll_qtopo_bits 8 \
     --mca coll_qtopo_segment_size 4096 --mca coll_qtopo_block_size 32 "$qtest"
 expect_output "np=2 bad rules string is reported" "coll_qtopo_rules" 2 $on \
     --mca coll_qtopo_rules "<=1M:3" "$test_bin" --expect off
+# hierarchy on one host: every K consecutive ranks pretend to be a node
+for spec in 4:2 6:3 6:2 8:4 8:2 8:3 6:1 4:4; do
+    np=${spec%:*}
+    k=${spec#*:}
+    run_case "np=$np node_size=$k lossless" "$np" $on --mca coll_qtopo_node_size "$k" \
+        "$test_bin" --expect on
+    run_case "np=$np node_size=$k 8-bit (quick)" "$np" $on --mca coll_qtopo_node_size "$k" \
+        --mca coll_qtopo_bits 8 --mca coll_qtopo_segment_size 65536 "$qtest" --quick
+done
+run_case "np=8 node_size=2 4-bit stochastic, ratio/rules/EF" 8 $on --mca coll_qtopo_node_size 2 \
+    --mca coll_qtopo_bits 4 --mca coll_qtopo_rounding stochastic "$qtest"
+verbose2="--mca coll_qtopo_verbose 2"
+expect_output "np=6 node_size=3: topology 2 nodes x 3" "2 nodes x 3 ranks; node 1 = ranks 3,4,5" \
+    6 $on --mca coll_qtopo_node_size 3 $verbose2 "$test_bin" --expect on
+expect_output "np=6 node_size=3 runs hier" "MPI_COMM_WORLD: hier" \
+    6 $on --mca coll_qtopo_node_size 3 $verbose2 "$test_bin" --expect on
+expect_output "np=8 node_size=3: uneven nodes detected" "3 nodes of 2..3 ranks (uneven)" \
+    8 $on --mca coll_qtopo_node_size 3 $verbose2 "$test_bin" --expect on
+expect_output "np=8 node_size=3: uneven runs flat" "MPI_COMM_WORLD: flat" \
+    8 $on --mca coll_qtopo_node_size 3 $verbose2 "$test_bin" --expect on
+expect_output "np=4 node_size=2 algorithm=flat is obeyed" "MPI_COMM_WORLD: flat" \
+    4 $on --mca coll_qtopo_node_size 2 --mca coll_qtopo_algorithm flat $verbose2 \
+    "$test_bin" --expect on
 run_case "np=2 qtopo on, > 2^28 elements" 2 $on "$test_bin" --expect on --large
 run_case "np=4 bits=3 is reported and falls back" 4 $on --mca coll_qtopo_bits 3 \
     "$test_bin" --expect off

@@ -7,7 +7,7 @@
  * communicators, counts and both MPI_IN_PLACE forms:
  *   - every rank's result equals, bit for bit, the specification model
  *     (test/unit/sra_model.c) run locally on all ranks' inputs: hence all ranks agree
- *     (with coll_qtopo_node_size, the split-rail model on integer-valued data);
+ *     (where qtopo runs split-rail, the split-rail model on integer-valued data);
  *   - every element is within the documented bound of the exact double sum;
  *   - NaN/Inf in one rank's input appear exactly where the exact sum has them;
  *   - calls_quantized moves by one per call;
@@ -55,14 +55,37 @@ typedef struct qcomm {
     int hier_local; /* ranks per pretended node when qtopo runs split-rail here, else 0 */
 } qcomm_t;
 
-/* With coll_qtopo_node_size = K, qtopo runs split-rail on a communicator of M*K ranks
- * (M > 1, K > 1) unless coll_qtopo_algorithm is flat. */
-static int hier_local_size(int size)
+/* Ranks per node of comm when they are laid out node-major with the same count on
+ * every node (rank = node * L + local rank), else 0. */
+static int real_local_size(MPI_Comm comm)
+{
+    int rank, size, local, lrank, ok, all_ok, lmin, lmax;
+    MPI_Comm shm;
+
+    MPI_Comm_rank(comm, &rank);
+    MPI_Comm_size(comm, &size);
+    MPI_Comm_split_type(comm, MPI_COMM_TYPE_SHARED, rank, MPI_INFO_NULL, &shm);
+    MPI_Comm_size(shm, &local);
+    MPI_Comm_rank(shm, &lrank);
+    MPI_Comm_free(&shm);
+    ok = rank % local == lrank;
+    MPI_Allreduce(&ok, &all_ok, 1, MPI_INT, MPI_MIN, comm);
+    MPI_Allreduce(&local, &lmin, 1, MPI_INT, MPI_MIN, comm);
+    MPI_Allreduce(&local, &lmax, 1, MPI_INT, MPI_MAX, comm);
+    return all_ok && lmin == lmax ? local : 0;
+}
+
+/* qtopo runs split-rail on M > 1 nodes of L > 1 ranks each unless coll_qtopo_algorithm
+ * is flat; nodes are K consecutive ranks with coll_qtopo_node_size = K, else real. */
+static int hier_local_size(MPI_Comm comm, int size)
 {
     int k, alg;
 
     mpit_cvar_read("node_size", &k);
     mpit_cvar_read("algorithm", &alg);
+    if (0 == k) {
+        k = real_local_size(comm);
+    }
     return 1 != alg && k > 1 && 0 == size % k && size / k > 1 ? k : 0;
 }
 
@@ -72,7 +95,7 @@ static qcomm_t qcomm_make(const char *name, MPI_Comm comm)
 
     MPI_Comm_rank(comm, &q.rank);
     MPI_Comm_size(comm, &q.size);
-    q.hier_local = hier_local_size(q.size);
+    q.hier_local = hier_local_size(comm, q.size);
     return q;
 }
 

@@ -114,6 +114,8 @@ OBJ_CLASS_DECLARATION(mca_coll_qtopo_module_t);
 /* Checks the global parameters and the module's parsed rules (re-parsed when
  * coll_qtopo_rules changed); reports a bad value once. */
 bool mca_coll_qtopo_params_valid(mca_coll_qtopo_module_t *m);
+/* Prints a text of help-coll-qtopo.txt once per job (from its first process). */
+void mca_coll_qtopo_show_help(const char *topic, ...);
 /* Adds a call's counts to the process totals and the module's. */
 void mca_coll_qtopo_count(mca_coll_qtopo_module_t *m, const mca_coll_qtopo_counters_t *delta);
 

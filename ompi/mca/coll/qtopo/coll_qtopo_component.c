@@ -6,6 +6,7 @@
 
 #include "ompi_config.h"
 
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -15,6 +16,7 @@
 #include "mpi.h"
 #include "opal/mca/base/mca_base_pvar.h"
 #include "opal/mca/base/mca_base_var.h"
+#include "opal/util/proc.h"
 #include "opal/util/show_help.h"
 
 static int qtopo_register(void);
@@ -221,8 +223,30 @@ static int qtopo_close(void)
     return OMPI_SUCCESS;
 }
 
-/* Reports a bad parameter value once per process and value (the help system folds
- * identical reports of all ranks into one). */
+/*
+ * Prints a help text of help-coll-qtopo.txt from the first process of the job only:
+ * what qtopo reports concerns settings that are equal on every process. (Open MPI
+ * 4.1's aggregation of opal_show_help messages at mpirun was seen to drop a message
+ * with "Data unpack would read past end of buffer" when the job ends right after.)
+ */
+void mca_coll_qtopo_show_help(const char *topic, ...)
+{
+    va_list ap;
+    char *msg;
+
+    if (0 != opal_proc_local_get()->proc_name.vpid) {
+        return;
+    }
+    va_start(ap, topic);
+    msg = opal_show_help_vstring("help-coll-qtopo.txt", topic, true, ap);
+    va_end(ap);
+    if (NULL != msg) {
+        opal_output(0, "%s", msg);
+        free(msg);
+    }
+}
+
+/* Reports a bad parameter value once per process and value. */
 static void report_bad_param(const char *name, const char *value, const char *reason)
 {
     static char last[512];
@@ -231,7 +255,7 @@ static void report_bad_param(const char *name, const char *value, const char *re
     snprintf(key, sizeof(key), "%s=%s", name, value);
     if (0 != strcmp(key, last)) {
         snprintf(last, sizeof(last), "%s", key);
-        opal_show_help("help-coll-qtopo.txt", "bad-param", true, name, value, reason);
+        mca_coll_qtopo_show_help("bad-param", name, value, reason);
     }
 }
 

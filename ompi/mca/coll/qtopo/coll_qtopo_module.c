@@ -19,7 +19,6 @@
 
 #include "ompi/mca/coll/base/base.h"
 #include "opal/mca/base/base.h"
-#include "opal/util/show_help.h"
 
 static void qtopo_module_construct(mca_coll_qtopo_module_t *m)
 {
@@ -91,7 +90,7 @@ static void report_missing_fallback(struct ompi_communicator_t *comm)
 
     if (!reported) {
         reported = true;
-        opal_show_help("help-coll-qtopo.txt", "no-fallback", true, comm->c_name);
+        mca_coll_qtopo_show_help("no-fallback", comm->c_name);
     }
 }
 
