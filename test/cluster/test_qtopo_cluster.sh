@@ -63,7 +63,8 @@ check "4x2: topology found from the real layout" run_expect \
     "topology of MPI_COMM_WORLD, rank 0: 4 nodes x 2 ranks; node 0 = ranks 0,1; rail 0 = ranks 0,2,4,6" \
     "${ON[@]}" --mca coll_qtopo_verbose 1 -- "$BUILD/test/mpi/test_allreduce" --expect on
 check "4x2: lossless exact, runs split-rail" run_expect "MPI_COMM_WORLD: hier" \
-    "${ON[@]}" --mca coll_qtopo_verbose 2 -- "$BUILD/test/mpi/test_allreduce" --expect on
+    "${ON[@]}" --mca coll_qtopo_hier_min_bytes 0 --mca coll_qtopo_verbose 2 -- \
+    "$BUILD/test/mpi/test_allreduce" --expect on
 check "4x2: 8-bit split-rail equals the model, ratio/rules/EF" run_expect " 0 failed" \
     "${ON[@]}" --mca coll_qtopo_bits 8 -- "$BUILD/test/mpi/test_quantized"
 check "4x2: 2-bit stochastic, flat forced" run_expect " 0 failed" \

@@ -89,7 +89,7 @@ for spec in 4:2 6:3 6:2 8:4 8:2 8:3 6:1 4:4; do
     np=${spec%:*}
     k=${spec#*:}
     run_case "np=$np node_size=$k lossless" "$np" $on --mca coll_qtopo_node_size "$k" \
-        "$test_bin" --expect on
+        --mca coll_qtopo_hier_min_bytes 0 "$test_bin" --expect on
     run_case "np=$np node_size=$k 8-bit (quick)" "$np" $on --mca coll_qtopo_node_size "$k" \
         --mca coll_qtopo_bits 8 --mca coll_qtopo_segment_size 65536 "$qtest" --quick
 done
@@ -99,7 +99,10 @@ verbose2="--mca coll_qtopo_verbose 2"
 expect_output "np=6 node_size=3: topology 2 nodes x 3" "2 nodes x 3 ranks; node 1 = ranks 3,4,5" \
     6 $on --mca coll_qtopo_node_size 3 $verbose2 "$test_bin" --expect on
 expect_output "np=6 node_size=3 runs hier" "MPI_COMM_WORLD: hier" \
-    6 $on --mca coll_qtopo_node_size 3 $verbose2 "$test_bin" --expect on
+    6 $on --mca coll_qtopo_node_size 3 --mca coll_qtopo_hier_min_bytes 0 $verbose2 \
+    "$test_bin" --expect on
+expect_output "np=4 node_size=2: small exact calls stay flat under auto" "MPI_COMM_WORLD: flat" \
+    4 $on --mca coll_qtopo_node_size 2 $verbose2 "$test_bin" --expect on
 expect_output "np=8 node_size=3: uneven nodes detected" "3 nodes of 2..3 ranks (uneven)" \
     8 $on --mca coll_qtopo_node_size 3 $verbose2 "$test_bin" --expect on
 expect_output "np=8 node_size=3: uneven runs flat" "MPI_COMM_WORLD: flat" \

@@ -62,6 +62,7 @@ typedef struct mca_coll_qtopo_component_t {
     bool error_feedback;
     size_t ef_max_bytes;
     int algorithm;
+    size_t hier_min_bytes;
     int node_size;
     int verbose;
 

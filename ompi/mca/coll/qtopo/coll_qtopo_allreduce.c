@@ -187,11 +187,21 @@ static int run_hier(mca_coll_qtopo_module_t *m, struct ompi_communicator_t *comm
     return xport_rc(rc);
 }
 
-/* auto and hier take the split-rail path where the topology allows it. */
-static bool use_hier(const mca_coll_qtopo_module_t *m)
+/*
+ * hier takes the split-rail path wherever the topology allows it; auto does so for every
+ * quantized call and for exact ones from coll_qtopo_hier_min_bytes on. Split-rail
+ * quantizes only node sums, so it sends 1/L of the flat algorithm's codes per rank; for
+ * exact calls it saves nothing on the wire and adds two node phases, which pays only on
+ * large buffers (see coll_qtopo_component.c for the measurement).
+ */
+static bool use_hier(const mca_coll_qtopo_module_t *m, const qtopo_call_t *call, size_t bytes)
 {
-    return QTOPO_ALG_FLAT != mca_coll_qtopo_component.algorithm
-           && mca_coll_qtopo_topo_hier_ok(m);
+    mca_coll_qtopo_component_t *c = &mca_coll_qtopo_component;
+
+    if (QTOPO_ALG_FLAT == c->algorithm || !mca_coll_qtopo_topo_hier_ok(m)) {
+        return false;
+    }
+    return QTOPO_ALG_HIER == c->algorithm || 32 != call->bits || bytes >= c->hier_min_bytes;
 }
 
 static double seconds_now(void)
@@ -218,7 +228,7 @@ static int run_call(mca_coll_qtopo_module_t *m, const float *src, float *rbuf, s
         }
     }
     choose_setting(m, count * sizeof(float), &call);
-    hier = use_hier(m);
+    hier = use_hier(m, &call, count * sizeof(float));
     if (hier) {
         rc = run_hier(m, comm, src, rbuf, count, &call, &k);
     } else {
