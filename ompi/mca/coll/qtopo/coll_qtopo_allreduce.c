@@ -34,10 +34,16 @@ typedef struct qtopo_call {
     uint64_t index; /* eligible call number on the communicator */
 } qtopo_call_t;
 
-/* MPI_FLOAT and its Fortran names: all are 4-byte IEEE floats. */
+/* MPI_FLOAT and its Fortran names: all are 4-byte IEEE floats. (MPI_REAL4 exists only in
+ * an Open MPI built with Fortran.) */
 static bool is_float_type(struct ompi_datatype_t *dtype)
 {
-    return MPI_FLOAT == dtype || MPI_REAL == dtype || MPI_REAL4 == dtype;
+#if OMPI_HAVE_FORTRAN_REAL4
+    if (MPI_REAL4 == dtype) {
+        return true;
+    }
+#endif
+    return MPI_FLOAT == dtype || MPI_REAL == dtype;
 }
 
 static bool qtopo_takes_call(mca_coll_qtopo_module_t *m, int count,

@@ -1,0 +1,255 @@
+#!/usr/bin/env bash
+# check_intree.sh: proves that ompi/mca/coll/qtopo builds as an in-tree Open MPI
+# component.
+#
+# It checks that the in-tree Makefile.am lists exactly the component's .c and .h files.
+# It then fetches the Debian source of the installed Open MPI (4.1.4) with apt-get
+# source, copies the component into that tree and runs autogen.pl, configure and make.
+# Last, it rebuilds the component on its own (V=1) and loads the resulting
+# mca_coll_qtopo.so into the tree's ompi_info with every symbol bound at load time.
+#
+# Slow when cold (tens of minutes on 2 cores), so it is not part of run-tests.sh. Needs
+# root the first time, to add a deb-src entry and install the build tools.
+#
+# Usage: test/intree/check_intree.sh   (QTOPO_INTREE_CACHE=DIR moves the cache from
+# /var/cache/qtopo-intree; QTOPO_INTREE_JOBS=N sets make -j)
+set -euo pipefail
+
+REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
+COMPONENT=ompi/mca/coll/qtopo
+CACHE=${QTOPO_INTREE_CACHE:-/var/cache/qtopo-intree}
+JOBS=${QTOPO_INTREE_JOBS:-$(nproc)}
+OMPI_PACKAGE=libopenmpi-dev
+PMIX_DIR=/usr/lib/x86_64-linux-gnu/pmix2
+BUILD_TOOLS=(dpkg-dev autoconf automake libtool flex perl make gcc
+             libhwloc-dev libevent-dev libpmix-dev)
+
+# Components configure leaves out: MPI-IO, one-sided, MTLs, message logging (whole
+# frameworks; their base code is still built) and the transports it would probe for.
+NO_BUILD=io,fs,fbtl,fcoll,sharedfp,osc,mtl,vprotocol,btl-openib,btl-usnic,btl-uct,btl-ofi,btl-smcuda
+CONFIGURE_OPTIONS=(
+    --disable-mpi-fortran --disable-mpi-cxx --disable-oshmem --disable-mpi-java
+    --without-ucx --without-verbs --without-ofi --without-psm --without-psm2
+    --without-cuda --without-hcoll --without-ucc
+    --with-hwloc=external --with-libevent=external "--with-pmix=$PMIX_DIR"
+    "--enable-mca-no-build=$NO_BUILD"
+)
+
+LOGS="$CACHE/logs"
+VERIFIED=()
+
+say() { printf '[check_intree] %s\n' "$*"; }
+
+fail() {
+    say "FAILED: $*" >&2
+    exit 1
+}
+
+# Runs "$@" with its output in $LOGS/NAME.log; on failure shows the log's tail.
+run_logged() {
+    local name=$1
+    shift
+    local started=$SECONDS
+    say "$name ..."
+    if ! "$@" >"$LOGS/$name.log" 2>&1; then
+        tail -n 40 "$LOGS/$name.log" >&2
+        fail "$name (full log: $LOGS/$name.log)"
+    fi
+    say "$name done in $((SECONDS - started)) s"
+}
+
+verified() {
+    VERIFIED+=("$*")
+    say "ok: $*"
+}
+
+# The component's files as a commit would hold them (no build outputs).
+component_files() {
+    git -C "$REPO" ls-files --cached --others --exclude-standard -- "$COMPONENT" |
+        sed "s|^$COMPONENT/||" | sort
+}
+
+# The file names in the `sources = \ ...` list of the in-tree Makefile.am.
+listed_sources() {
+    sed -n '/^sources[[:space:]]*=/,/[^\\]$/p' "$REPO/$COMPONENT/Makefile.am" |
+        sed 's/^sources[[:space:]]*=//; s/\\$//' | tr -s ' \t' '\n' | sed '/^$/d' | sort
+}
+
+check_sources_listed() {
+    local on_disk in_list
+    on_disk=$(component_files | grep -E '\.[ch]$')
+    in_list=$(listed_sources)
+    if [[ "$on_disk" != "$in_list" ]]; then
+        say "files only in $COMPONENT (<) or only in its Makefile.am sources (>):" >&2
+        diff <(printf '%s\n' "$on_disk") <(printf '%s\n' "$in_list") | grep '^[<>]' >&2
+        fail "$COMPONENT/Makefile.am 'sources' does not match the component's .c/.h files"
+    fi
+    verified "Makefile.am 'sources' lists exactly the $(wc -l <<<"$on_disk") .c/.h files of $COMPONENT"
+}
+
+install_build_tools() {
+    local missing=() pkg
+    for pkg in "${BUILD_TOOLS[@]}"; do
+        dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q 'ok installed' ||
+            missing+=("$pkg")
+    done
+    ((${#missing[@]} == 0)) && return
+    ((EUID == 0)) || fail "not root, cannot install ${missing[*]}"
+    run_logged install-build-tools apt-get install -y --no-install-recommends "${missing[@]}"
+}
+
+# The sources entry ("FILE:N") apt installed Open MPI from: the Nth stanza of a deb822
+# .sources file or line N of a one-line .list file.
+ompi_sources_entry() {
+    local description
+    description=$(apt-cache policy "$OMPI_PACKAGE" |
+        awk '/^ \*\*\*/ {mine = 1; next} /^     [0-9]/ {mine = 0}
+             mine && $2 ~ /^https?:/ {print $2, $3, $4, $5; exit}')
+    [[ -n "$description" ]] || fail "cannot tell which mirror $OMPI_PACKAGE came from"
+    # shellcheck disable=SC2016 # $(SOURCESENTRY) is apt's placeholder, not a shell one
+    apt-get indextargets --format '$(SOURCESENTRY)' "Description: $description" | head -n 1
+}
+
+# Unless apt already knows the source package, copies the entry the installed Open MPI
+# came from (mirror, suites, keyring) as a deb-src entry.
+enable_deb_src() {
+    local version=$1 entry file n added
+    apt-cache showsrc openmpi 2>/dev/null | grep -qx "Version: $version" && return
+    ((EUID == 0)) || fail "not root, cannot add a deb-src entry for openmpi"
+    entry=$(ompi_sources_entry)
+    file=${entry%:*}
+    n=${entry##*:}
+    [[ -f "$file" && "$n" =~ ^[0-9]+$ ]] || fail "unexpected apt sources entry '$entry'"
+    if [[ "$file" == *.sources ]]; then
+        added=/etc/apt/sources.list.d/qtopo-intree-src.sources
+        awk -v n="$n" 'BEGIN {RS = ""} /(^|\n)[^#]/ {if (++k == n) print}' "$file" |
+            sed 's/^Types:.*/Types: deb-src/' >"$added"
+    else
+        added=/etc/apt/sources.list.d/qtopo-intree-src.list
+        sed -n "${n}s/^deb\([[:space:]]\)/deb-src\1/p" "$file" >"$added"
+    fi
+    say "added $added, the deb-src twin of $entry"
+    if ! apt-get update >"$LOGS/apt-get-update.log" 2>&1; then
+        rm -f "$added"
+        cat "$LOGS/apt-get-update.log" >&2
+        fail "apt-get update with $added (removed again)"
+    fi
+}
+
+# Leaves the patched Debian source of Open MPI $1 in $CACHE/src/openmpi-UPSTREAM.
+fetch_ompi_source() {
+    local version=$1 tree=$2
+    [[ -f "$tree/autogen.pl" ]] && return
+    enable_deb_src "$version"
+    rm -rf "$CACHE/src"
+    mkdir -p "$CACHE/src"
+    (cd "$CACHE/src" && run_logged apt-get-source apt-get source "openmpi=$version")
+    [[ -f "$tree/autogen.pl" ]] || fail "apt-get source did not produce $tree"
+}
+
+# Copies only changed files, so that make (whose automake and autoconf rebuild rules
+# watch Makefile.am and configure.m4) redoes no more than needed.
+copy_component() {
+    local dest=$1/$COMPONENT file
+    mkdir -p "$dest"
+    while read -r file; do
+        cmp -s "$REPO/$COMPONENT/$file" "$dest/$file" || cp "$REPO/$COMPONENT/$file" "$dest/$file"
+    done < <(component_files)
+}
+
+# What autogen.pl and configure read that can change: configure.m4 and the options.
+# (A changed Makefile.am is picked up by the tree's own automake rebuild rules.)
+tree_stamp() {
+    printf '%s\n' "${CONFIGURE_OPTIONS[@]}" |
+        cat - "$REPO/$COMPONENT/configure.m4" | sha256sum | cut -d' ' -f1
+}
+
+# A fresh copy of the source with the component in it, autogen'ed and configured.
+configure_ompi_tree() {
+    local pristine=$1 build=$2
+    rm -rf "$build"
+    mkdir -p "$(dirname "$build")"
+    cp -a "$pristine" "$build"
+    copy_component "$build"
+    cd "$build"
+    run_logged autogen ./autogen.pl --force --no-oshmem
+    grep -q 'ompi/mca/coll/qtopo/Makefile' configure ||
+        fail "autogen.pl did not pick up $COMPONENT"
+    verified "autogen.pl added coll/qtopo to Open MPI's configure"
+    run_logged configure ./configure --prefix="$CACHE/prefix" "${CONFIGURE_OPTIONS[@]}"
+    grep -qF 'S["MCA_BUILD_ompi_coll_qtopo_DSO_TRUE"]=""' config.status ||
+        fail "configure did not select coll/qtopo as a DSO"
+    verified "configure selected coll/qtopo, built as a DSO"
+}
+
+# Configures a fresh tree unless the stamp says the configured one is still good (then
+# only the component's files are copied in again), and runs make at the top: a full
+# build the first time, an incremental one (mostly coll/qtopo) after that.
+build_ompi_tree() {
+    local pristine=$1 build=$2 stamp
+    stamp=$(tree_stamp)
+    if [[ -f "$build/.qtopo-stamp" && "$(<"$build/.qtopo-stamp")" == "$stamp" ]]; then
+        say "reusing the configured tree $build (configure.m4 and options unchanged)"
+        copy_component "$build"
+    else
+        configure_ompi_tree "$pristine" "$build"
+        echo "$stamp" >"$build/.qtopo-stamp"
+    fi
+    run_logged make-ompi make -C "$build" -j "$JOBS"
+    verified "Open MPI (opal, orte, ompi with coll/qtopo) built with make -j $JOBS"
+}
+
+# Rebuilds only coll/qtopo, verbosely, so its compile lines and warnings are on record.
+build_component() {
+    local build=$1 log warnings
+    log=$LOGS/make-qtopo.log
+    make -C "$build/$COMPONENT" clean >/dev/null
+    run_logged make-qtopo make -C "$build/$COMPONENT" V=1
+    grep -q -- '-ffp-contract=off' "$log" || fail "-ffp-contract=off not on the compile lines"
+    grep -qF -- "-DQTOPO_HELP_DIR='\"$CACHE/prefix/share/openmpi\"'" "$log" ||
+        fail "QTOPO_HELP_DIR is not Open MPI's data directory"
+    warnings=$(grep -c 'warning:' "$log" || true)
+    grep 'warning:' "$log" >&2 || true
+    verified "coll/qtopo compiled with the tree's flags, -ffp-contract=off," \
+        "QTOPO_HELP_DIR=\$(ompidatadir); $warnings compiler warnings (see $log)"
+}
+
+check_dso() {
+    local build=$1 dso ompi_info params
+    dso=$build/$COMPONENT/.libs/mca_coll_qtopo.so
+    [[ -f "$dso" ]] || fail "$dso was not built"
+    nm -D --defined-only "$dso" | grep -qw mca_coll_qtopo_component ||
+        fail "$dso does not export mca_coll_qtopo_component"
+    readelf -d "$dso" | grep -q 'NEEDED.*libmpi\.so' || fail "$dso is not linked to libmpi"
+    verified "mca_coll_qtopo.so linked against the tree's libmpi, exports mca_coll_qtopo_component"
+    ompi_info=$build/ompi/tools/ompi_info/ompi_info
+    params=$(LD_BIND_NOW=1 OMPI_MCA_mca_base_component_path="$(dirname "$dso")" \
+        "$ompi_info" --param coll qtopo --level 9 --parsable 2>&1) ||
+        fail "ompi_info failed: $params"
+    grep -q '^mca:coll:qtopo:param:coll_qtopo_priority:' <<<"$params" || {
+        printf '%s\n' "$params" >&2
+        fail "the tree's ompi_info did not load mca_coll_qtopo.so"
+    }
+    verified "the tree's ompi_info loads mca_coll_qtopo.so with all symbols bound" \
+        "(LD_BIND_NOW=1) and lists its $(grep -c ':param:[^:]*:value:' <<<"$params") parameters"
+}
+
+main() {
+    local started=$SECONDS version upstream pristine build
+    check_sources_listed
+    mkdir -p "$LOGS"
+    install_build_tools
+    version=$(dpkg-query -W -f='${source:Version}' "$OMPI_PACKAGE")
+    upstream=${version%-*}
+    pristine=$CACHE/src/openmpi-$upstream
+    build=$CACHE/build/openmpi-$upstream
+    fetch_ompi_source "$version" "$pristine"
+    verified "Debian source of Open MPI $version (the installed $OMPI_PACKAGE) in $pristine"
+    build_ompi_tree "$pristine" "$build"
+    build_component "$build"
+    check_dso "$build"
+    say "PASSED in $((SECONDS - started)) s. Verified:"
+    printf '  - %s\n' "${VERIFIED[@]}"
+}
+
+main "$@"
