@@ -10,6 +10,7 @@ QT_OOB_NET=10.10.0.0/24               # rail0 subnet: carries mpirun <-> orted t
 QT_STATE_DIR=/run/qtopo-cluster       # state file and default hostfile
 QT_UTS_DIR=/run/qtopo-uts             # one bind-mounted UTS namespace file per node
 QT_HOSTS_TAG="# qtopo-cluster"        # marks the /etc/hosts lines this test bed owns
+QT_HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)  # this directory
 
 qt_die() {
     echo "$(basename "$0"): $*" >&2
@@ -41,4 +42,41 @@ qt_in_node() {
 # root namespace.
 qt_login_subnet_in_use() {
     [[ -n $(ip -4 -o addr show to "$QT_OOB_NET") || -n $(ip -4 route show exact "$QT_OOB_NET") ]]
+}
+
+# ---- the self-tests' harness (test_*.sh): a work directory, checks, a summary ----
+
+QT_PASSED=0
+QT_FAILED=0
+
+# Make $WORK, and on exit take the cluster down and remove $WORK.
+qt_test_setup() {
+    WORK=$(mktemp -d "/tmp/$1.XXXXXX")
+    trap 'qt_test_cleanup' EXIT
+}
+
+qt_test_cleanup() {
+    "$QT_HERE/cluster.sh" down >/dev/null 2>&1 || true
+    rm -rf "$WORK"
+}
+
+# qt_check NAME command...: run one check, its output into $WORK/log (shown on failure).
+# (Inside the command set -e does not apply: checks return their status explicitly.)
+qt_check() {
+    local name=$1
+    shift
+    if "$@" >"$WORK/log" 2>&1; then
+        echo "PASS: $name"
+        QT_PASSED=$((QT_PASSED + 1))
+    else
+        echo "FAIL: $name"
+        sed 's/^/    | /' "$WORK/log" | tail -n 25
+        QT_FAILED=$((QT_FAILED + 1))
+    fi
+}
+
+# Print "N passed, M failed"; succeed only without failures.
+qt_summary() {
+    echo "$QT_PASSED passed, $QT_FAILED failed"
+    ((QT_FAILED == 0))
 }

@@ -16,34 +16,14 @@ if ! qt_check_env; then
     echo "SKIP: $QT_SKIP_REASON"
     exit 77
 fi
+qt_test_setup qtopo-cluster-test
 
 CLUSTER=$HERE/cluster.sh
 RUN=$HERE/run.sh
 BUILD=${QTOPO_BUILDDIR:-$TOP}
-WORK=$(mktemp -d /tmp/qtopo-cluster-test.XXXXXX)
 ON=(--mca coll_qtopo_priority 40 --mca mca_base_component_path "$BUILD/.libs:SYS_DEFAULT")
-PASSED=0
-FAILED=0
 
-cleanup() {
-    "$CLUSTER" down >/dev/null 2>&1 || true
-    rm -rf "$WORK"
-}
-trap cleanup EXIT
 
-# check NAME command...: one check, its output in $WORK/log (shown on failure).
-check() {
-    local name=$1
-    shift
-    if "$@" >"$WORK/log" 2>&1; then
-        echo "PASS: $name"
-        PASSED=$((PASSED + 1))
-    else
-        echo "FAIL: $name"
-        sed 's/^/    | /' "$WORK/log" | tail -n 25
-        FAILED=$((FAILED + 1))
-    fi
-}
 
 # run_expect PATTERN [run.sh args] -- prog args: the run must succeed and print PATTERN.
 run_expect() {
@@ -58,27 +38,26 @@ run_expect() {
     { echo "test programs missing: run make check first" >&2; exit 1; }
 "$CLUSTER" down >/dev/null
 
-check "up 4 nodes x 2 rails" "$CLUSTER" up 4 2
-check "4x2: topology found from the real layout" run_expect \
+qt_check "up 4 nodes x 2 rails" "$CLUSTER" up 4 2
+qt_check "4x2: topology found from the real layout" run_expect \
     "topology of MPI_COMM_WORLD, rank 0: 4 nodes x 2 ranks; node 0 = ranks 0,1; rail 0 = ranks 0,2,4,6" \
     "${ON[@]}" --mca coll_qtopo_verbose 1 -- "$BUILD/test/mpi/test_allreduce" --expect on
-check "4x2: lossless exact, runs split-rail" run_expect "MPI_COMM_WORLD: hier" \
+qt_check "4x2: lossless exact, runs split-rail" run_expect "MPI_COMM_WORLD: hier" \
     "${ON[@]}" --mca coll_qtopo_hier_min_bytes 0 --mca coll_qtopo_verbose 2 -- \
     "$BUILD/test/mpi/test_allreduce" --expect on
-check "4x2: 8-bit split-rail equals the model, ratio/rules/EF" run_expect " 0 failed" \
+qt_check "4x2: 8-bit split-rail equals the model, ratio/rules/EF" run_expect " 0 failed" \
     "${ON[@]}" --mca coll_qtopo_bits 8 -- "$BUILD/test/mpi/test_quantized"
-check "4x2: 2-bit stochastic, flat forced" run_expect " 0 failed" \
+qt_check "4x2: 2-bit stochastic, flat forced" run_expect " 0 failed" \
     "${ON[@]}" --mca coll_qtopo_bits 2 --mca coll_qtopo_rounding stochastic \
     --mca coll_qtopo_algorithm flat -- "$BUILD/test/mpi/test_quantized" --quick
-check "hostfile 2,2,2,1" "$CLUSTER" hostfile 2,2,2,1 "$WORK/hosts7"
-check "2,2,2,1: uneven layout detected" run_expect "4 nodes of 1..2 ranks (uneven)" \
+qt_check "hostfile 2,2,2,1" "$CLUSTER" hostfile 2,2,2,1 "$WORK/hosts7"
+qt_check "2,2,2,1: uneven layout detected" run_expect "4 nodes of 1..2 ranks (uneven)" \
     --hostfile "$WORK/hosts7" "${ON[@]}" --mca coll_qtopo_verbose 2 -- \
     "$BUILD/test/mpi/test_allreduce" --expect on
-check "2,2,2,1: uneven runs flat" grep -q "MPI_COMM_WORLD: flat" "$WORK/out"
-check "2,2,2,1: 4-bit equals the model" run_expect " 0 failed" \
+qt_check "2,2,2,1: uneven runs flat" grep -q "MPI_COMM_WORLD: flat" "$WORK/out"
+qt_check "2,2,2,1: 4-bit equals the model" run_expect " 0 failed" \
     --hostfile "$WORK/hosts7" "${ON[@]}" --mca coll_qtopo_bits 4 -- \
     "$BUILD/test/mpi/test_quantized" --quick
-check "down" "$CLUSTER" down
+qt_check "down" "$CLUSTER" down
 
-echo "$PASSED passed, $FAILED failed"
-((FAILED == 0))
+qt_summary

@@ -12,33 +12,12 @@ if ! qt_check_env; then
     echo "SKIP: $QT_SKIP_REASON"
     exit 77
 fi
+qt_test_setup qtopo-testbed
 
 CLUSTER=$HERE/cluster.sh
 RUN=$HERE/run.sh
-WORK=$(mktemp -d /tmp/qtopo-testbed.XXXXXX)
-PASSED=0
-FAILED=0
 
-cleanup() {
-    "$CLUSTER" down >/dev/null 2>&1 || true
-    rm -rf "$WORK"
-}
-trap cleanup EXIT
 
-# check NAME command...: run one check, its output into $WORK/log.
-# (Inside the command set -e does not apply: checks return their status explicitly.)
-check() {
-    local name=$1
-    shift
-    if "$@" >"$WORK/log" 2>&1; then
-        echo "PASS: $name"
-        PASSED=$((PASSED + 1))
-    else
-        echo "FAIL: $name"
-        sed 's/^/    | /' "$WORK/log" | tail -n 20
-        FAILED=$((FAILED + 1))
-    fi
-}
 
 # ---------------------------------------------------------------- checks
 
@@ -146,32 +125,31 @@ iperf3_rate_ok() {
 mpicc -O2 -o "$WORK/mpi_probe" "$HERE/mpi_probe.c"
 "$CLUSTER" down >/dev/null
 
-check "up 4 nodes x 2 rails" "$CLUSTER" up 4 2
-check "status lists the nodes" sh -c "'$CLUSTER' status | grep -q 'qtnode3: hostname=qtnode3'"
-check "each node has its own hostname" hostnames_differ
-check "nsexec keeps the environment" nsexec_keeps_environment
-check "probe: 8 ranks on 4 nodes, local size 2" \
+qt_check "up 4 nodes x 2 rails" "$CLUSTER" up 4 2
+qt_check "status lists the nodes" sh -c "'$CLUSTER' status | grep -q 'qtnode3: hostname=qtnode3'"
+qt_check "each node has its own hostname" hostnames_differ
+qt_check "nsexec keeps the environment" nsexec_keeps_environment
+qt_check "probe: 8 ranks on 4 nodes, local size 2" \
     probe_gives "qtnode0=2 qtnode1=2 qtnode2=2 qtnode3=2"
-check "probe over rail1 only" \
+qt_check "probe over rail1 only" \
     probe_gives "qtnode0=2 qtnode1=2 qtnode2=2 qtnode3=2" --rails rail1
-check "hostfile 2,2,2,1" "$CLUSTER" hostfile 2,2,2,1 "$WORK/hosts7"
-check "probe: uneven 2,2,2,1 ranks per node" \
+qt_check "hostfile 2,2,2,1" "$CLUSTER" hostfile 2,2,2,1 "$WORK/hosts7"
+qt_check "probe: uneven 2,2,2,1 ranks per node" \
     probe_gives "qtnode0=2 qtnode1=2 qtnode2=2 qtnode3=1" --hostfile "$WORK/hosts7"
-check "mpirun -x reaches the ranks" mpirun_forwards_x_variables
-check "time limit kills a hung run and its processes" timeout_kills_run
-check "down" "$CLUSTER" down
-check "down leaves nothing behind" nothing_left
-check "down is idempotent" "$CLUSTER" down
-check "down after a killed up" killed_up_then_down
+qt_check "mpirun -x reaches the ranks" mpirun_forwards_x_variables
+qt_check "time limit kills a hung run and its processes" timeout_kills_run
+qt_check "down" "$CLUSTER" down
+qt_check "down leaves nothing behind" nothing_left
+qt_check "down is idempotent" "$CLUSTER" down
+qt_check "down after a killed up" killed_up_then_down
 
 if command -v iperf3 >/dev/null; then
-    check "up 2 nodes, rails shaped 500mbit,250mbit" "$CLUSTER" up 2 2 500mbit,250mbit
-    check "iperf3 on rail0 reaches ~500 Mbit/s" iperf3_rate_ok 10.10.0.2 500
-    check "iperf3 on rail1 reaches ~250 Mbit/s" iperf3_rate_ok 10.11.0.2 250
-    check "down (shaped cluster)" "$CLUSTER" down
+    qt_check "up 2 nodes, rails shaped 500mbit,250mbit" "$CLUSTER" up 2 2 500mbit,250mbit
+    qt_check "iperf3 on rail0 reaches ~500 Mbit/s" iperf3_rate_ok 10.10.0.2 500
+    qt_check "iperf3 on rail1 reaches ~250 Mbit/s" iperf3_rate_ok 10.11.0.2 250
+    qt_check "down (shaped cluster)" "$CLUSTER" down
 else
     echo "SKIP: shaping checks (iperf3 not installed)"
 fi
 
-echo "$PASSED passed, $FAILED failed"
-((FAILED == 0))
+qt_summary

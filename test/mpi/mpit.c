@@ -14,6 +14,8 @@ typedef struct mpit_pvar {
     MPI_T_pvar_handle handle;
 } mpit_pvar_t;
 
+int mpit_passed, mpit_failed, mpit_rank;
+
 static MPI_T_pvar_session g_session;
 static mpit_pvar_t g_pvars[MPIT_MAX_HANDLES];
 static int g_npvars;
@@ -47,10 +49,23 @@ static int find_var(const char *name, int is_pvar)
     return -1;
 }
 
+int mpit_summary(const char *what)
+{
+    int totals[2] = {mpit_passed, mpit_failed}, sums[2], size;
+
+    MPI_Comm_size(MPI_COMM_WORLD, &size);
+    MPI_Reduce(totals, sums, 2, MPI_INT, MPI_SUM, 0, MPI_COMM_WORLD);
+    if (0 == mpit_rank) {
+        printf("%s np=%d: %d passed, %d failed\n", what, size, sums[0], sums[1]);
+    }
+    return mpit_failed ? 1 : 0;
+}
+
 void mpit_open(void)
 {
     int provided;
 
+    MPI_Comm_rank(MPI_COMM_WORLD, &mpit_rank);
     MPI_T_init_thread(MPI_THREAD_SINGLE, &provided);
     MPI_T_pvar_session_create(&g_session);
 }

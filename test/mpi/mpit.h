@@ -1,12 +1,34 @@
 /*
- * MPI_T helpers for qtopo's MPI tests: read qtopo's performance variables (counters)
- * and read or write its control variables (MCA parameters) by name.
+ * Helpers for qtopo's MPI tests: a check harness (CHECK records a failure with rank and
+ * location and goes on; mpit_summary prints the job's totals), and MPI_T access to
+ * qtopo's performance variables (counters) and control variables (MCA parameters).
  */
 
 #ifndef QTOPO_TEST_MPIT_H
 #define QTOPO_TEST_MPIT_H
 
+#include <stdio.h>
+
 #include <mpi.h>
+
+extern int mpit_passed, mpit_failed, mpit_rank;
+
+#define CHECK(cond, ...)                                                                \
+    do {                                                                                \
+        if (cond) {                                                                     \
+            mpit_passed++;                                                              \
+        } else {                                                                        \
+            mpit_failed++;                                                              \
+            fprintf(stderr, "[rank %d] %s:%d: check failed: %s: ", mpit_rank, __FILE__, \
+                    __LINE__, #cond);                                                   \
+            fprintf(stderr, __VA_ARGS__);                                               \
+            fputc('\n', stderr);                                                        \
+        }                                                                               \
+    } while (0)
+
+/* Sums the checks of all ranks; rank 0 prints "<what> np=N: P passed, F failed".
+ * Returns this rank's exit status. */
+int mpit_summary(const char *what);
 
 /* Starts MPI_T and a pvar session; aborts if qtopo's variables are missing. */
 void mpit_open(void);

@@ -27,22 +27,9 @@
 
 #include "mpit.h"
 
-static int g_passed, g_failed, g_rank;
 static int g_expect_qtopo;
 static size_t g_min_bytes;
 
-#define CHECK(cond, ...)                                                          \
-    do {                                                                          \
-        if (cond) {                                                               \
-            g_passed++;                                                           \
-        } else {                                                                  \
-            g_failed++;                                                           \
-            fprintf(stderr, "[rank %d] %s:%d: check failed: %s: ", g_rank, __FILE__, \
-                    __LINE__, #cond);                                             \
-            fprintf(stderr, __VA_ARGS__);                                         \
-            fputc('\n', stderr);                                                  \
-        }                                                                         \
-    } while (0)
 
 typedef struct test_comm {
     const char *name;
@@ -229,9 +216,9 @@ static int make_comms(test_comm_t *tc)
     tc[n].name = "dup";
     MPI_Comm_dup(MPI_COMM_WORLD, &tc[n++].comm);
     tc[n].name = "odd/even";
-    MPI_Comm_split(MPI_COMM_WORLD, g_rank % 2, g_rank, &tc[n++].comm);
+    MPI_Comm_split(MPI_COMM_WORLD, mpit_rank % 2, mpit_rank, &tc[n++].comm);
     tc[n].name = "reversed";
-    MPI_Comm_split(MPI_COMM_WORLD, 0, size - g_rank, &tc[n++].comm);
+    MPI_Comm_split(MPI_COMM_WORLD, 0, size - mpit_rank, &tc[n++].comm);
     for (int i = 0; i < n; ++i) {
         tc[i].twin = twin_of(tc[i].comm);
     }
@@ -275,11 +262,11 @@ static void run_suite(int large)
 
 int main(int argc, char **argv)
 {
-    int i, large = 0, size, totals[2], sums[2];
+    char what[64];
+    int i, large = 0, rc;
 
     MPI_Init(&argc, &argv);
-    MPI_Comm_rank(MPI_COMM_WORLD, &g_rank);
-    MPI_Comm_size(MPI_COMM_WORLD, &size);
+    mpit_open();
     g_expect_qtopo = -1;
     for (i = 1; i < argc; ++i) {
         if (0 == strcmp(argv[i], "--expect") && i + 1 < argc) {
@@ -289,22 +276,16 @@ int main(int argc, char **argv)
         }
     }
     if (g_expect_qtopo < 0) {
-        if (0 == g_rank) {
+        if (0 == mpit_rank) {
             fprintf(stderr, "usage: %s --expect on|off [--large]\n", argv[0]);
         }
         MPI_Abort(MPI_COMM_WORLD, 2);
     }
-    mpit_open();
     mpit_cvar_read("min_bytes", &g_min_bytes);
     run_suite(large);
 
-    totals[0] = g_passed;
-    totals[1] = g_failed;
-    MPI_Reduce(totals, sums, 2, MPI_INT, MPI_SUM, 0, MPI_COMM_WORLD);
-    if (0 == g_rank) {
-        printf("test_allreduce np=%d expect=%s: %d passed, %d failed\n",
-               size, g_expect_qtopo ? "on" : "off", sums[0], sums[1]);
-    }
+    snprintf(what, sizeof(what), "test_allreduce expect=%s", g_expect_qtopo ? "on" : "off");
+    rc = mpit_summary(what);
     MPI_Finalize();
-    return g_failed ? 1 : 0;
+    return rc;
 }

@@ -30,20 +30,7 @@
 #include "mpit.h"
 #include "sra_model.h"
 
-static int g_passed, g_failed, g_rank;
 
-#define CHECK(cond, ...)                                                             \
-    do {                                                                             \
-        if (cond) {                                                                  \
-            g_passed++;                                                              \
-        } else {                                                                     \
-            g_failed++;                                                              \
-            fprintf(stderr, "[rank %d] %s:%d: check failed: %s: ", g_rank, __FILE__, \
-                    __LINE__, #cond);                                                \
-            fprintf(stderr, __VA_ARGS__);                                            \
-            fputc('\n', stderr);                                                     \
-        }                                                                            \
-    } while (0)
 
 /* A communicator under test and the number of calls qtopo handled on it (the
  * eligible-call index that keys stochastic rounding and the ratio schedule). */
@@ -348,16 +335,15 @@ static double ef_drift(qcomm_t *q, int enable)
 
 int main(int argc, char **argv)
 {
-    int quick = argc > 1 && 0 == strcmp(argv[1], "--quick"), size, totals[2], sums[2];
+    int quick = argc > 1 && 0 == strcmp(argv[1], "--quick"), size, rc;
     MPI_Comm dup, half;
     qcomm_t world, qdup, qhalf;
 
     MPI_Init(&argc, &argv);
-    MPI_Comm_rank(MPI_COMM_WORLD, &g_rank);
     MPI_Comm_size(MPI_COMM_WORLD, &size);
     mpit_open();
     MPI_Comm_dup(MPI_COMM_WORLD, &dup);
-    MPI_Comm_split(MPI_COMM_WORLD, g_rank % 2, size - g_rank, &half);
+    MPI_Comm_split(MPI_COMM_WORLD, mpit_rank % 2, size - mpit_rank, &half);
     world = qcomm_make("world", MPI_COMM_WORLD);
     qdup = qcomm_make("dup", dup);
     qhalf = qcomm_make("odd/even reversed", half);
@@ -371,7 +357,7 @@ int main(int argc, char **argv)
         test_rules(&qdup);
         {
             double without = ef_drift(&qdup, 0), with = ef_drift(&qdup, 1);
-            if (0 == g_rank) {
+            if (0 == mpit_rank) {
                 printf("error feedback, 2 bits, 100 calls: drift %.4g without, %.4g with\n",
                        without, with);
             }
@@ -381,12 +367,7 @@ int main(int argc, char **argv)
     MPI_Comm_free(&half);
     MPI_Comm_free(&dup);
 
-    totals[0] = g_passed;
-    totals[1] = g_failed;
-    MPI_Reduce(totals, sums, 2, MPI_INT, MPI_SUM, 0, MPI_COMM_WORLD);
-    if (0 == g_rank) {
-        printf("test_quantized np=%d: %d passed, %d failed\n", size, sums[0], sums[1]);
-    }
+    rc = mpit_summary("test_quantized");
     MPI_Finalize();
-    return g_failed ? 1 : 0;
+    return rc;
 }

@@ -25,6 +25,21 @@ static inline size_t qtopo_part_off(size_t len, size_t parts, size_t i)
     return i * (len / parts) + (i < rem ? i : rem);
 }
 
+/* Segment j of chunk c, when `count` elements are cut into n chunks of nseg segments. */
+static inline size_t qtopo_seg_len(size_t count, int n, int nseg, int chunk, int j)
+{
+    return qtopo_part_len(qtopo_part_len(count, (size_t) n, (size_t) chunk), (size_t) nseg,
+                          (size_t) j);
+}
+
+static inline size_t qtopo_seg_off(size_t count, int n, int nseg, int chunk, int j)
+{
+    size_t clen = qtopo_part_len(count, (size_t) n, (size_t) chunk);
+
+    return qtopo_part_off(count, (size_t) n, (size_t) chunk)
+           + qtopo_part_off(clen, (size_t) nseg, (size_t) j);
+}
+
 /* a mod n for a possibly negative a */
 static inline int qtopo_mod(int a, int n)
 {

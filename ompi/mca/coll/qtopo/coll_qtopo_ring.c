@@ -55,15 +55,12 @@ size_t qtopo_ring_scratch_bytes(size_t count, int size, size_t seg_bytes)
 
 static size_t seg_len(const ring_plan_t *p, int chunk, int j)
 {
-    size_t clen = qtopo_part_len(p->count, (size_t) p->n, (size_t) chunk);
-    return qtopo_part_len(clen, (size_t) p->nseg, (size_t) j);
+    return qtopo_seg_len(p->count, p->n, p->nseg, chunk, j);
 }
 
 static size_t seg_off(const ring_plan_t *p, int chunk, int j)
 {
-    size_t clen = qtopo_part_len(p->count, (size_t) p->n, (size_t) chunk);
-    return qtopo_part_off(p->count, (size_t) p->n, (size_t) chunk)
-           + qtopo_part_off(clen, (size_t) p->nseg, (size_t) j);
+    return qtopo_seg_off(p->count, p->n, p->nseg, chunk, j);
 }
 
 /* dst = a + b; dst may be a. */

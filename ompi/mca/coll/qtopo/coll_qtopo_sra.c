@@ -73,15 +73,12 @@ size_t qtopo_sra_scratch_bytes(size_t count, int size, const qtopo_sra_args_t *a
 
 static size_t seg_len(const sra_plan_t *p, int chunk, int j)
 {
-    size_t clen = qtopo_part_len(p->count, (size_t) p->n, (size_t) chunk);
-    return qtopo_part_len(clen, (size_t) p->nseg, (size_t) j);
+    return qtopo_seg_len(p->count, p->n, p->nseg, chunk, j);
 }
 
 static size_t seg_off(const sra_plan_t *p, int chunk, int j)
 {
-    size_t clen = qtopo_part_len(p->count, (size_t) p->n, (size_t) chunk);
-    return qtopo_part_off(p->count, (size_t) p->n, (size_t) chunk)
-           + qtopo_part_off(clen, (size_t) p->nseg, (size_t) j);
+    return qtopo_seg_off(p->count, p->n, p->nseg, chunk, j);
 }
 
 static size_t slot_index(const sra_plan_t *p, int kind, int j, int peer)
@@ -166,27 +163,41 @@ static int scatter_post(sra_plan_t *p, const float *sbuf, int j)
     return rc;
 }
 
+/* Decodes a message of `size` bytes into len values at dst, or adds them to dst. */
+static int decode_values(sra_plan_t *p, const uint8_t *msg, size_t size, size_t len, float *dst,
+                         int add)
+{
+    double t0 = now();
+    int rc = add ? qtopo_codec_decode_add(msg, size, len, &p->a->codec, dst)
+                 : qtopo_codec_decode(msg, size, len, &p->a->codec, dst);
+
+    p->stats.code_seconds += now() - t0;
+    return codec_rc(rc);
+}
+
+/* Waits for peer's message of segment j in the `kind` slots and decodes it into dst. */
+static int wait_decode(sra_plan_t *p, int kind, int j, int peer, float *dst, size_t len, int add)
+{
+    qtopo_req_t *req = slot_req(p, kind, j, peer);
+    int rc = p->x->wait(p->x, req, 1);
+
+    if (QTOPO_XPORT_OK == rc) {
+        rc = decode_values(p, slot_buf(p, kind, j, peer), req->bytes, len, dst, add);
+    }
+    return rc;
+}
+
 /* Adds the decoded contributions of every peer to our own values of segment j. */
 static int reduce_segment(sra_plan_t *p, const float *sbuf, float *rbuf, int j)
 {
     size_t off = seg_off(p, p->r, j), len = seg_len(p, p->r, j);
-    int k, peer, rc = QTOPO_XPORT_OK;
+    int k, rc = QTOPO_XPORT_OK;
 
     if (sbuf != rbuf) {
         memcpy(rbuf + off, sbuf + off, len * sizeof(float));
     }
     for (k = 1; QTOPO_XPORT_OK == rc && k < p->n; ++k) {
-        qtopo_req_t *req;
-        double t0;
-        peer = qtopo_mod(p->r - k, p->n);
-        req = slot_req(p, SRA_RECV, j, peer);
-        rc = p->x->wait(p->x, req, 1);
-        if (QTOPO_XPORT_OK == rc) {
-            t0 = now();
-            rc = codec_rc(qtopo_codec_decode_add(slot_buf(p, SRA_RECV, j, peer), req->bytes, len,
-                                                 &p->a->codec, rbuf + off));
-            p->stats.code_seconds += now() - t0;
-        }
+        rc = wait_decode(p, SRA_RECV, j, qtopo_mod(p->r - k, p->n), rbuf + off, len, 1);
     }
     return rc;
 }
@@ -198,7 +209,6 @@ static int share_segment(sra_plan_t *p, float *rbuf, int j)
     size_t off = seg_off(p, p->r, j), len = seg_len(p, p->r, j), size = 0;
     uint8_t *mine = slot_buf(p, SRA_GSEND, j, p->r);
     int k, peer, rc;
-    double t0;
 
     /* all sends of segment j-2's encoded sum, which used this buffer, must be done */
     rc = p->x->wait(p->x, slot_req(p, SRA_GSEND, j, 0), p->n);
@@ -206,9 +216,7 @@ static int share_segment(sra_plan_t *p, float *rbuf, int j)
         rc = encode_values(p, rbuf + off, off, len, mine, &size);
     }
     if (QTOPO_XPORT_OK == rc) {
-        t0 = now();
-        rc = codec_rc(qtopo_codec_decode(mine, size, len, &p->a->codec, rbuf + off));
-        p->stats.code_seconds += now() - t0;
+        rc = decode_values(p, mine, size, len, rbuf + off, 0);
     }
     for (k = 1; QTOPO_XPORT_OK == rc && k < p->n; ++k) {
         peer = qtopo_mod(p->r + k, p->n);
@@ -228,18 +236,9 @@ static int gather_finish(sra_plan_t *p, float *rbuf, int j)
     int k, peer, rc = QTOPO_XPORT_OK;
 
     for (k = 1; QTOPO_XPORT_OK == rc && k < p->n; ++k) {
-        qtopo_req_t *req;
-        double t0;
         peer = qtopo_mod(p->r - k, p->n);
-        req = slot_req(p, SRA_GRECV, j, peer);
-        rc = p->x->wait(p->x, req, 1);
-        if (QTOPO_XPORT_OK == rc) {
-            t0 = now();
-            rc = codec_rc(qtopo_codec_decode(slot_buf(p, SRA_GRECV, j, peer), req->bytes,
-                                             seg_len(p, peer, j), &p->a->codec,
-                                             rbuf + seg_off(p, peer, j)));
-            p->stats.code_seconds += now() - t0;
-        }
+        rc = wait_decode(p, SRA_GRECV, j, peer, rbuf + seg_off(p, peer, j), seg_len(p, peer, j),
+                         0);
     }
     return rc;
 }
