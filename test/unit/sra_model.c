@@ -94,12 +94,14 @@ void sra_model_run(const sra_model_in_t *t, sra_model_out_t *m)
 }
 
 
-/* The model of one rail group: slice l's node sums over the nodes. */
-static void hier_model_slice(const sra_model_in_t *t, int local, int l, sra_model_out_t *m)
+/* The model of one rail group on one pipeline block: piece l of block b, over the
+ * node sums. */
+static void hier_model_piece(const sra_model_in_t *t, int local, int b, int l,
+                             sra_model_out_t *m)
 {
-    int nodes = t->n / local, node, r;
-    size_t off = qtopo_part_off(t->count, (size_t) local, (size_t) l);
-    size_t len = qtopo_part_len(t->count, (size_t) local, (size_t) l), i;
+    int nodes = t->n / local, nblk = qtopo_hier_nblocks(t->count), node, r;
+    size_t off = qtopo_seg_off(t->count, nblk, local, b, l);
+    size_t len = qtopo_seg_len(t->count, nblk, local, b, l), i;
     float **sums = calloc((size_t) nodes, sizeof(float *));
     int *keys = malloc(sizeof(int) * (size_t) nodes);
     sra_model_in_t mi = {nodes, len, sums, t->args, keys};
@@ -129,7 +131,9 @@ void hier_model_run(const sra_model_in_t *t, int local, sra_model_out_t *m)
 {
     m->wire = 0;
     m->codec_errors = 0;
-    for (int l = 0; l < local; ++l) {
-        hier_model_slice(t, local, l, m);
+    for (int b = 0; b < qtopo_hier_nblocks(t->count); ++b) {
+        for (int l = 0; l < local; ++l) {
+            hier_model_piece(t, local, b, l, m);
+        }
     }
 }

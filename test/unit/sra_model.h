@@ -36,8 +36,9 @@ void sra_model_run(const sra_model_in_t *t, sra_model_out_t *m);
 
 /*
  * The quantized hierarchical allreduce (coll_qtopo_hier.c) on t->n = nodes x local
- * ranks laid out node-major (rank = node * local + local rank): slice l of the result
- * is the model above run on the node sums of slice l, over the ranks l, local + l, ...
+ * ranks laid out node-major (rank = node * local + local rank): piece l of each pipeline
+ * block of the result is the model above run on the node sums of that piece, over the
+ * ranks l, local + l, ...
  * Exact only when the node sums are exact in fp32 (e.g. small integers), which the
  * caller guarantees. m->wire counts the rail phases' bytes.
  */

@@ -196,9 +196,15 @@ static void test_lossless(int nodes, int local, size_t count, int integers)
     CHECK(0 == off, "%dx%d count=%zu integers=%d: %zu elements off", nodes, local, count,
           integers, off);
     for (int r = 0; r < t->n; ++r) {
-        size_t slice = qtopo_part_len(count, (size_t) local, (size_t) (r % local));
-        size_t expect = qtopo_ring_bytes_sent(count, local, r % local, QTOPO_RING_BOTH)
-                        + qtopo_ring_bytes_sent(slice, nodes, r / local, QTOPO_RING_BOTH);
+        int l = r % local, nblk = qtopo_hier_nblocks(count);
+        size_t expect = 0;
+        for (int b = 0; b < nblk; ++b) {
+            size_t block = qtopo_part_len(count, (size_t) nblk, (size_t) b);
+            size_t mine = qtopo_seg_len(count, nblk, local, b, l);
+            /* direct node exchanges: every other piece out, ours to every peer */
+            expect += (block - mine + (size_t) (local - 1) * mine) * sizeof(float);
+            expect += qtopo_ring_bytes_sent(mine, nodes, r / local, QTOPO_RING_BOTH);
+        }
         CHECK(t->stats[r].bytes_sent == expect, "rank %d sent %zu, expected %zu", r,
               t->stats[r].bytes_sent, expect);
     }
@@ -244,7 +250,7 @@ static void test_scratch_covers_slices(void)
 {
     qtopo_hier_args_t a;
     size_t count, bad = 0;
-    int q, L, l;
+    int q, L, l, b;
 
     memset(&a, 0, sizeof(a));
     a.seg_bytes = a.sra.seg_bytes = 262144;
@@ -253,18 +259,21 @@ static void test_scratch_covers_slices(void)
     for (q = 0; q < 2; ++q) {
         a.quantize = q;
         for (L = 2; L <= 8; L += 2) {
-            for (count = 1048560; count < 1048600; ++count) {
+            for (count = 1048560; count < 1048600; count += 3) {
                 size_t have = qtopo_hier_scratch_bytes(count, L, 2, &a);
-                for (l = 0; l < L; ++l) {
-                    size_t len = qtopo_part_len(count, (size_t) L, (size_t) l);
-                    size_t need = q ? qtopo_sra_scratch_bytes(len, 2, &a.sra)
-                                    : qtopo_ring_scratch_bytes(len, 2, a.seg_bytes);
-                    bad += need > have;
+                int nblk = qtopo_hier_nblocks(count);
+                for (b = 0; b < nblk; ++b) {
+                    for (l = 0; l < L; ++l) {
+                        size_t len = qtopo_seg_len(count, nblk, L, b, l);
+                        size_t need = q ? qtopo_sra_scratch_bytes(len, 2, &a.sra)
+                                        : qtopo_ring_scratch_bytes(len, 2, a.seg_bytes);
+                        bad += need > have;
+                    }
                 }
             }
         }
     }
-    CHECK(0 == bad, "%zu slices need more scratch than qtopo_hier_scratch_bytes gives", bad);
+    CHECK(0 == bad, "%zu pieces need more scratch than qtopo_hier_scratch_bytes gives", bad);
 }
 
 int main(void)
@@ -284,5 +293,8 @@ int main(void)
         test_quantized(M, L, 7919, M % 2 ? 4 : 1);
         test_quantized(M, L, 4099, 16);
     }
+    /* several pipeline blocks (2 MiB each) */
+    test_lossless(2, 3, (size_t) 3 << 20, 0);
+    test_quantized(3, 2, (size_t) 5 << 19, 8);
     return qt_check_summary();
 }

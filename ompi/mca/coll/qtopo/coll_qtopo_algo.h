@@ -77,6 +77,11 @@ typedef struct qtopo_hier_args {
 size_t qtopo_hier_scratch_bytes(size_t count, int local_size, int nnodes,
                                 const qtopo_hier_args_t *a);
 
+/* The blocks the phases are pipelined over: block b is part b of `count` split into
+ * qtopo_hier_nblocks(count) parts, and local rank k owns part k of each block (chunks and
+ * segments of coll_qtopo_partition.h with n = blocks, nseg = L). */
+int qtopo_hier_nblocks(size_t count);
+
 /*
  * Sum over all ranks of the M x L grid: node_x spans the L ranks of this node (in
  * local-rank order), rail_x the M ranks with this local rank (in node order).

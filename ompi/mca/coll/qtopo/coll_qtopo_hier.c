@@ -11,75 +11,261 @@
  *
  * Only phase 2 crosses the network, and the L rail groups run at once, each on its own
  * 1/L of the buffer: with one NIC per local rank every rail is busy. Each node sends
- * 2(M-1)/M of the buffer over the network in total, the wire-rate optimum. Phase 2
- * gives bit-identical slices on the rail group and phase 3 copies bytes, so every rank
- * ends with the same bits. Each phase is pipelined in segments; the phases themselves
- * run one after the other.
+ * 2(M-1)/M of the buffer over the network in total, the wire-rate optimum.
  *
- * Needs the same L on every node (coll_qtopo_nodes_uniform); callers take the flat
- * algorithms otherwise.
+ * The three phases are pipelined over blocks of the buffer: while block b is reduced
+ * across the nodes, block b+1's pieces are already moving inside the node and block
+ * b-1's results are being shared. The node phases are direct exchanges (every local
+ * rank sends each peer its piece; the owner adds them in a fixed order), posted ahead
+ * and completed later, so they progress while phase 2 waits on the network:
+ *
+ *   post RS(0)
+ *   for b:  post RS(b+1); finish RS(b); rail phase on block b; post AG(b); finish AG(b-1)
+ *   finish AG(last)
+ *
+ * Phase 2 gives bit-identical slices on the rail group and phase 3 copies bytes, so
+ * every rank ends with the same bits. Needs the same L on every node
+ * (coll_qtopo_nodes_uniform); callers take the flat algorithms otherwise.
  */
+
+#include <string.h>
 
 #include "coll_qtopo_algo.h"
 #include "coll_qtopo_partition.h"
+
+/* Pipeline blocks: about QTOPO_HIER_BLOCK_BYTES each, at most QTOPO_HIER_MAX_BLOCKS. */
+#define QTOPO_HIER_BLOCK_BYTES ((size_t) 2 << 20)
+#define QTOPO_HIER_MAX_BLOCKS 4
+
+enum { RS_SEND, RS_RECV, AG_SEND, AG_RECV, HIER_NKINDS };
+
+typedef struct hier_plan {
+    qtopo_xport_t *node_x, *rail_x;
+    const qtopo_hier_args_t *a;
+    size_t count;
+    int L, l, nblk;
+    float *stage;       /* [2][L] receive slots of maxpiece floats for the reduce-scatter */
+    size_t maxpiece;
+    void *rail_scratch;
+    qtopo_req_t *reqs;  /* [2][HIER_NKINDS][L] */
+    qtopo_sra_stats_t stats;
+} hier_plan_t;
+
+int qtopo_hier_nblocks(size_t count)
+{
+    size_t n = count * sizeof(float) / QTOPO_HIER_BLOCK_BYTES;
+
+    return n < 1 ? 1 : (n > QTOPO_HIER_MAX_BLOCKS ? QTOPO_HIER_MAX_BLOCKS : (int) n);
+}
 
 static size_t max_size(size_t a, size_t b)
 {
     return a > b ? a : b;
 }
 
-static size_t rail_scratch_bytes(size_t slice, int nnodes, const qtopo_hier_args_t *a)
+/* piece k of block b: slice k of the block (local rank k owns it) */
+static size_t piece_len(const hier_plan_t *p, int b, int k)
 {
-    return a->quantize ? qtopo_sra_scratch_bytes(slice, nnodes, &a->sra)
-                       : qtopo_ring_scratch_bytes(slice, nnodes, a->seg_bytes);
+    return qtopo_seg_len(p->count, p->nblk, p->L, b, k);
+}
+
+static size_t piece_off(const hier_plan_t *p, int b, int k)
+{
+    return qtopo_seg_off(p->count, p->nblk, p->L, b, k);
+}
+
+static size_t rail_scratch_bytes(size_t piece, int nnodes, const qtopo_hier_args_t *a)
+{
+    return a->quantize ? qtopo_sra_scratch_bytes(piece, nnodes, &a->sra)
+                       : qtopo_ring_scratch_bytes(piece, nnodes, a->seg_bytes);
+}
+
+/* Pieces differ by at most two elements, and a smaller piece may need more scratch (it
+ * can be cut into fewer, larger segments): take the most any of them needs. */
+static size_t rail_scratch_max(size_t count, int L, int nnodes, const qtopo_hier_args_t *a)
+{
+    size_t small = count / (size_t) qtopo_hier_nblocks(count) / (size_t) L, most = 0, len;
+
+    for (len = small > 0 ? small - 1 : 0; len <= small + 2; ++len) {
+        most = max_size(most, rail_scratch_bytes(len, nnodes, a));
+    }
+    return most;
+}
+
+static size_t stage_floats(size_t count, int L)
+{
+    return 2 * (size_t) L * (qtopo_part_len(count, (size_t) qtopo_hier_nblocks(count), 0)
+                             / (size_t) L + 1);
 }
 
 size_t qtopo_hier_scratch_bytes(size_t count, int local_size, int nnodes,
                                 const qtopo_hier_args_t *a)
 {
-    size_t small = count / (size_t) local_size;
-
-    /* Slices differ by at most one element, and a smaller slice may need more scratch
-     * (it can be cut into fewer, larger segments): take the larger of both. */
-    return max_size(qtopo_ring_scratch_bytes(count, local_size, a->seg_bytes),
-                    max_size(rail_scratch_bytes(small, nnodes, a),
-                             rail_scratch_bytes(small + 1, nnodes, a)));
+    return stage_floats(count, local_size) * sizeof(float)
+           + 2 * HIER_NKINDS * (size_t) local_size * sizeof(qtopo_req_t)
+           + rail_scratch_max(count, local_size, nnodes, a);
 }
 
-static int rail_allreduce(qtopo_xport_t *rail_x, float *slice, size_t off, size_t len,
-                          const qtopo_hier_args_t *a, void *scratch, qtopo_sra_stats_t *stats)
+static qtopo_req_t *req(const hier_plan_t *p, int b, int kind, int k)
 {
-    qtopo_sra_args_t sa = a->sra;
+    return &p->reqs[((size_t) (b % 2) * HIER_NKINDS + (size_t) kind) * (size_t) p->L
+                    + (size_t) k];
+}
 
-    if (!a->quantize) {
-        stats->bytes_sent += qtopo_ring_bytes_sent(len, rail_x->size, rail_x->rank,
-                                                   QTOPO_RING_BOTH);
-        return qtopo_ring_allreduce(rail_x, slice, slice, len, a->seg_bytes, scratch);
+static float *stage_slot(const hier_plan_t *p, int b, int k)
+{
+    return p->stage + ((size_t) (b % 2) * (size_t) p->L + (size_t) k) * p->maxpiece;
+}
+
+static int send_floats(hier_plan_t *p, int peer, const float *buf, size_t n, qtopo_req_t *r)
+{
+    p->stats.bytes_sent += n * sizeof(float);
+    return p->node_x->isend(p->node_x, peer, buf, n * sizeof(float), r);
+}
+
+/* Reduce-scatter of block b, posted: our piece's contributions come into the stage,
+ * every other piece goes to its owner. */
+static int rs_post(hier_plan_t *p, const float *sbuf, int b)
+{
+    int i, k, rc = QTOPO_XPORT_OK;
+
+    for (i = 1; QTOPO_XPORT_OK == rc && i < p->L; ++i) {
+        k = qtopo_mod(p->l - i, p->L);
+        rc = p->node_x->irecv(p->node_x, k, stage_slot(p, b, k),
+                              piece_len(p, b, p->l) * sizeof(float), req(p, b, RS_RECV, k));
+    }
+    for (i = 1; QTOPO_XPORT_OK == rc && i < p->L; ++i) {
+        k = qtopo_mod(p->l + i, p->L);
+        rc = send_floats(p, k, sbuf + piece_off(p, b, k), piece_len(p, b, k),
+                         req(p, b, RS_SEND, k));
+    }
+    return rc;
+}
+
+/* Our piece of block b: own values plus every peer's, added in a fixed order. */
+static int rs_finish(hier_plan_t *p, const float *sbuf, float *rbuf, int b)
+{
+    size_t off = piece_off(p, b, p->l), len = piece_len(p, b, p->l), e;
+    int i, k, rc = QTOPO_XPORT_OK;
+
+    if (sbuf != rbuf) {
+        memcpy(rbuf + off, sbuf + off, len * sizeof(float));
+    }
+    for (i = 1; QTOPO_XPORT_OK == rc && i < p->L; ++i) {
+        const float *in;
+        k = qtopo_mod(p->l - i, p->L);
+        in = stage_slot(p, b, k);
+        rc = p->node_x->wait(p->node_x, req(p, b, RS_RECV, k), 1);
+        for (e = 0; QTOPO_XPORT_OK == rc && e < len; ++e) {
+            rbuf[off + e] += in[e];
+        }
+    }
+    /* the sends read sbuf, which (in place) the allgather will overwrite */
+    if (QTOPO_XPORT_OK == rc) {
+        rc = p->node_x->wait(p->node_x, req(p, b, RS_SEND, 0), p->L);
+    }
+    return rc;
+}
+
+/* Allreduce of our piece of block b across the nodes. */
+static int rail_phase(hier_plan_t *p, float *rbuf, int b)
+{
+    size_t off = piece_off(p, b, p->l), len = piece_len(p, b, p->l);
+    qtopo_sra_args_t sa = p->a->sra;
+    qtopo_sra_stats_t st;
+    int rc;
+
+    if (!p->a->quantize) {
+        p->stats.bytes_sent += qtopo_ring_bytes_sent(len, p->rail_x->size, p->rail_x->rank,
+                                                     QTOPO_RING_BOTH);
+        return qtopo_ring_allreduce(p->rail_x, rbuf + off, rbuf + off, len, p->a->seg_bytes,
+                                    p->rail_scratch);
     }
     /* stochastic-rounding keys and error-feedback residuals follow the whole buffer */
     sa.elem_base += off;
     sa.residual = NULL != sa.residual ? sa.residual + off : NULL;
-    return qtopo_sra_allreduce(rail_x, slice, slice, len, &sa, scratch, stats);
+    rc = qtopo_sra_allreduce(p->rail_x, rbuf + off, rbuf + off, len, &sa, p->rail_scratch, &st);
+    p->stats.bytes_sent += st.bytes_sent;
+    p->stats.code_seconds += st.code_seconds;
+    return rc;
+}
+
+/* Allgather of block b, posted: our reduced piece to every peer, theirs into rbuf. */
+static int ag_post(hier_plan_t *p, float *rbuf, int b)
+{
+    int i, k, rc = QTOPO_XPORT_OK;
+
+    for (i = 1; QTOPO_XPORT_OK == rc && i < p->L; ++i) {
+        k = qtopo_mod(p->l - i, p->L);
+        rc = p->node_x->irecv(p->node_x, k, rbuf + piece_off(p, b, k),
+                              piece_len(p, b, k) * sizeof(float), req(p, b, AG_RECV, k));
+    }
+    for (i = 1; QTOPO_XPORT_OK == rc && i < p->L; ++i) {
+        k = qtopo_mod(p->l + i, p->L);
+        rc = send_floats(p, k, rbuf + piece_off(p, b, p->l), piece_len(p, b, p->l),
+                         req(p, b, AG_SEND, k));
+    }
+    return rc;
+}
+
+static int ag_finish(hier_plan_t *p, int b)
+{
+    int rc = p->node_x->wait(p->node_x, req(p, b, AG_RECV, 0), p->L);
+
+    return QTOPO_XPORT_OK == rc ? p->node_x->wait(p->node_x, req(p, b, AG_SEND, 0), p->L) : rc;
+}
+
+static int hier_pipeline(hier_plan_t *p, const float *sbuf, float *rbuf)
+{
+    int b, rc = rs_post(p, sbuf, 0);
+
+    for (b = 0; QTOPO_XPORT_OK == rc && b < p->nblk; ++b) {
+        if (b + 1 < p->nblk) {
+            rc = rs_post(p, sbuf, b + 1);
+        }
+        if (QTOPO_XPORT_OK == rc) {
+            rc = rs_finish(p, sbuf, rbuf, b);
+        }
+        if (QTOPO_XPORT_OK == rc) {
+            rc = rail_phase(p, rbuf, b);
+        }
+        if (QTOPO_XPORT_OK == rc) {
+            rc = ag_post(p, rbuf, b);
+        }
+        if (QTOPO_XPORT_OK == rc && b >= 1) {
+            rc = ag_finish(p, b - 1);
+        }
+    }
+    return QTOPO_XPORT_OK == rc ? ag_finish(p, p->nblk - 1) : rc;
 }
 
 int qtopo_hier_allreduce(qtopo_xport_t *node_x, qtopo_xport_t *rail_x, const float *sbuf,
                          float *rbuf, size_t count, const qtopo_hier_args_t *a, void *scratch,
                          qtopo_sra_stats_t *stats_p)
 {
-    size_t L = (size_t) node_x->size, l = (size_t) node_x->rank;
-    size_t off = qtopo_part_off(count, L, l), len = qtopo_part_len(count, L, l);
-    qtopo_sra_stats_t stats = {0, 0.0};
-    int rc;
+    size_t nreqs = 2 * HIER_NKINDS * (size_t) node_x->size, i;
+    hier_plan_t p;
+    int rc, rc_drain;
 
-    rc = qtopo_ring_reduce_scatter(node_x, sbuf, rbuf, count, a->seg_bytes, scratch);
-    if (QTOPO_XPORT_OK == rc) {
-        rc = rail_allreduce(rail_x, rbuf + off, off, len, a, scratch, &stats);
+    memset(&p, 0, sizeof(p));
+    p.node_x = node_x;
+    p.rail_x = rail_x;
+    p.a = a;
+    p.count = count;
+    p.L = node_x->size;
+    p.l = node_x->rank;
+    p.nblk = qtopo_hier_nblocks(count);
+    p.maxpiece = stage_floats(count, p.L) / (2 * (size_t) p.L);
+    p.stage = scratch;
+    p.reqs = (qtopo_req_t *) (p.stage + stage_floats(count, p.L));
+    p.rail_scratch = p.reqs + nreqs;
+    for (i = 0; i < nreqs; ++i) {
+        p.reqs[i] = (qtopo_req_t) QTOPO_REQ_INIT;
     }
-    if (QTOPO_XPORT_OK == rc) {
-        rc = qtopo_ring_allgather(node_x, rbuf, count, a->seg_bytes);
-    }
-    stats.bytes_sent += qtopo_ring_bytes_sent(count, node_x->size, node_x->rank,
-                                              QTOPO_RING_BOTH);
-    *stats_p = stats;
-    return rc;
+
+    rc = hier_pipeline(&p, sbuf, rbuf);
+    /* nothing may stay in flight once we return, also on an error path */
+    rc_drain = node_x->wait(node_x, p.reqs, (int) nreqs);
+    *stats_p = p.stats;
+    return QTOPO_XPORT_OK == rc ? rc_drain : rc;
 }
