@@ -283,12 +283,12 @@ static bool numbers_valid(const mca_coll_qtopo_component_t *c)
         report_bad_param("coll_qtopo_block_size", value, "use a multiple of 8 from 32 to 4096");
         return false;
     }
-    if (!(c->ratio >= 0.0 && c->ratio <= 1.0)) {
+    if (!(0.0 <= c->ratio && 1.0 >= c->ratio)) {
         snprintf(value, sizeof(value), "%g", c->ratio);
         report_bad_param("coll_qtopo_ratio", value, "use a share between 0 and 1");
         return false;
     }
-    if (c->segment_size < 1024 || c->warmup < 0) {
+    if (1024 > c->segment_size || 0 > c->warmup) {
         snprintf(value, sizeof(value), "%zu/%d", c->segment_size, c->warmup);
         report_bad_param("coll_qtopo_segment_size/coll_qtopo_warmup", value,
                          "the segment size must be at least 1024 and warmup at least 0");

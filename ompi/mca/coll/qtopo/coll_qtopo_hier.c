@@ -55,7 +55,7 @@ int qtopo_hier_nblocks(size_t count)
 {
     size_t n = count * sizeof(float) / QTOPO_HIER_BLOCK_BYTES;
 
-    return n < 1 ? 1 : (n > QTOPO_HIER_MAX_BLOCKS ? QTOPO_HIER_MAX_BLOCKS : (int) n);
+    return 1 > n ? 1 : (QTOPO_HIER_MAX_BLOCKS < n ? QTOPO_HIER_MAX_BLOCKS : (int) n);
 }
 
 static size_t max_size(size_t a, size_t b)

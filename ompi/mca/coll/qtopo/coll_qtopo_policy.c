@@ -41,7 +41,7 @@ static int parse_error(rule_parser_t *rp, const char *fmt, ...)
     }
     off = snprintf(rp->err, rp->errlen, "at character %d of \"%s\": ", (int) (rp->p - rp->text) + 1,
                    rp->text);
-    if (off >= 0 && (size_t) off < rp->errlen) {
+    if (0 <= off && (size_t) off < rp->errlen) {
         va_start(ap, fmt);
         vsnprintf(rp->err + off, rp->errlen - (size_t) off, fmt, ap);
         va_end(ap);
@@ -109,7 +109,7 @@ static int parse_int(rule_parser_t *rp, int *value_p, const char *what)
     }
     v = strtol(rp->p, &end, 10);
     rp->p = end;
-    if (v > 1 << 20) {
+    if ((1 << 20) < v) {
         return parse_error(rp, "%s too large", what);
     }
     *value_p = (int) v;
@@ -140,7 +140,7 @@ static int parse_setting(rule_parser_t *rp, qtopo_rule_t *r)
     if (0 != parse_size(rp, &r->segment)) {
         return -1;
     }
-    if (r->segment < 1024) {
+    if (1024 > r->segment) {
         return parse_error(rp, "segment size must be at least 1K");
     }
     return 0;
@@ -215,10 +215,10 @@ int qtopo_schedule_quantize(uint64_t call, double ratio, uint64_t warmup)
 {
     double k;
 
-    if (call < warmup || !(ratio > 0.0)) {
+    if (call < warmup || !(0.0 < ratio)) {
         return 0;
     }
-    if (ratio >= 1.0) {
+    if (1.0 <= ratio) {
         return 1;
     }
     k = (double) (call - warmup);
