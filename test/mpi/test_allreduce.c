@@ -41,7 +41,8 @@ typedef struct test_comm {
 
 static float input_value(int rank, size_t i)
 {
-    uint64_t h = ((uint64_t) rank + 1) * 0x9e3779b97f4a7c15ULL ^ (uint64_t) i * 0xbf58476d1ce4e5b9ULL;
+    uint64_t h = ((uint64_t) rank + 1) * 0x9e3779b97f4a7c15ULL
+                 ^ (uint64_t) i * 0xbf58476d1ce4e5b9ULL;
 
     h ^= h >> 31;
     h *= 0x94d049bb133111ebULL;

@@ -13,8 +13,8 @@
 /* Encodes x[0..len) (element off of the buffer) as rank `rank` would; decodes it into
  * y and writes the per-element codec bound into bound (both may be NULL). Returns the
  * encoded size. */
-static size_t model_code(const sra_model_in_t *t, sra_model_out_t *m, int rank, const float *x, size_t off, size_t len,
-                         float *y, double *bound)
+static size_t model_code(const sra_model_in_t *t, sra_model_out_t *m, int rank, const float *x,
+                         size_t off, size_t len, float *y, double *bound)
 {
     const qtopo_codec_params_t *cp = &t->args.codec;
     qtopo_codec_key_t key = {t->args.seed, t->args.call,

@@ -191,7 +191,8 @@ static void test_lossless(int nodes, int local, size_t count, int integers)
             ref += t->in[r][i];
             mag += fabs(t->in[r][i]);
         }
-        off += fabs(t->out[0][i] - ref) > (integers ? 0.0 : (t->n - 1) * FLT_EPSILON / 2 * mag * 1.0001);
+        double bound = integers ? 0.0 : (t->n - 1) * FLT_EPSILON / 2 * mag * 1.0001;
+        off += fabs(t->out[0][i] - ref) > bound;
     }
     CHECK(0 == off, "%dx%d count=%zu integers=%d: %zu elements off", nodes, local, count,
           integers, off);

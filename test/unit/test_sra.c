@@ -183,10 +183,12 @@ static void check_against_model(sra_case_t *t, const char *what)
         }
     }
     CHECK(0 == not_model, "%s n=%d count=%zu bits=%d round=%d inplace=%d: %zu values differ "
-          "from the model", what, t->model.n, t->model.count, t->model.args.codec.bits, t->model.args.codec.rounding,
+          "from the model", what, t->model.n, t->model.count, t->model.args.codec.bits,
+          t->model.args.codec.rounding,
           t->in_place, not_model);
     CHECK(0 == off_bound, "%s n=%d count=%zu bits=%d round=%d: %zu values outside the bound",
-          what, t->model.n, t->model.count, t->model.args.codec.bits, t->model.args.codec.rounding, off_bound);
+          what, t->model.n, t->model.count, t->model.args.codec.bits,
+          t->model.args.codec.rounding, off_bound);
     CHECK(wire == m.wire, "%s n=%d count=%zu bits=%d: %zu bytes sent, model %zu", what, t->model.n,
           t->model.count, t->model.args.codec.bits, wire, m.wire);
     free(m.y);
@@ -240,7 +242,8 @@ static double ef_drift(int use_ef)
 {
     const int n = 4, calls = 100;
     sra_case_t *t = case_new(n, 3000, 2, QTOPO_ROUND_NEAREST, 4096, 0);
-    double *acc_out = calloc(t->model.count, sizeof(double)), *acc_exact = calloc(t->model.count, sizeof(double));
+    double *acc_out = calloc(t->model.count, sizeof(double));
+    double *acc_exact = calloc(t->model.count, sizeof(double));
     double worst = 0.0;
     unsigned long long s = 5;
 
