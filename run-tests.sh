@@ -6,7 +6,12 @@ set -euo pipefail
 
 cd "$(dirname "$0")"
 scripts/setup.sh
-if ! make check; then
+status=0
+make check || status=$?
+# one closing line over the test programs, from automake's summary
+awk '/^# PASS:/ { p = $3 } /^# (FAIL|ERROR|XPASS):/ { f += $3 } /^# SKIP:/ { s = $3 }
+     END { printf "%d passed, %d failed, %d skipped\n", p, f, s }' test-suite.log
+if [ "$status" -ne 0 ]; then
     for log in test/*.log test/*/*.log; do
         [ -f "$log" ] && { echo "==== $log"; tail -n 40 "$log"; }
     done
