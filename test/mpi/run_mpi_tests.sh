@@ -113,6 +113,11 @@ expect_output "np=4 node_size=2 algorithm=flat is obeyed" "MPI_COMM_WORLD: flat"
 expect_output "np=4 examples/qtopo_pvars prints the counters (10 quantized calls)" \
     "coll_qtopo_calls_quantized *10 " 4 $on --mca coll_qtopo_bits 8 \
     "$builddir/examples/qtopo_pvars"
+# MPI_THREAD_MULTIPLE: three threads on three communicators at once
+tbin="$builddir/test/mpi/test_threads"
+run_case "np=3 three threads, lossless" 3 $on "$tbin" 3
+run_case "np=4 node_size=2 three threads, 8-bit split-rail" 4 $on --mca coll_qtopo_bits 8 \
+    --mca coll_qtopo_node_size 2 "$tbin" 3
 run_case "np=2 qtopo on, > 2^28 elements" 2 $on "$test_bin" --expect on --large
 run_case "np=4 bits=3 is reported and falls back" 4 $on --mca coll_qtopo_bits 3 \
     "$test_bin" --expect off
