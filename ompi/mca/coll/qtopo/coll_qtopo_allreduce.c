@@ -133,11 +133,10 @@ static int xport_rc(int rc)
 /* Flat: the exact ring, or scatter-reduce-allgather when quantized, over all ranks. */
 static int run_flat(mca_coll_qtopo_module_t *m, struct ompi_communicator_t *comm,
                     const float *src, float *rbuf, size_t count, const qtopo_call_t *call,
-                    mca_coll_qtopo_counters_t *k)
+                    qtopo_sra_stats_t *stats)
 {
     int size = ompi_comm_size(comm), rank = ompi_comm_rank(comm), rc;
     mca_coll_qtopo_pml_ctx_t ctx;
-    qtopo_sra_stats_t stats = {0, 0.0};
     qtopo_sra_args_t a;
     qtopo_xport_t x;
     void *scratch;
@@ -149,29 +148,26 @@ static int run_flat(mca_coll_qtopo_module_t *m, struct ompi_communicator_t *comm
             return OMPI_ERR_OUT_OF_RESOURCE;
         }
         rc = qtopo_ring_allreduce(&x, src, rbuf, count, call->segment, scratch);
-        stats.bytes_sent = qtopo_ring_bytes_sent(count, size, rank, QTOPO_RING_BOTH);
+        stats->bytes_sent = qtopo_ring_bytes_sent(count, size, rank, QTOPO_RING_BOTH);
     } else {
         fill_sra_args(m, comm, src, count, call, &a);
         scratch = module_scratch(m, qtopo_sra_scratch_bytes(count, size, &a));
         if (NULL == scratch) {
             return OMPI_ERR_OUT_OF_RESOURCE;
         }
-        rc = qtopo_sra_allreduce(&x, src, rbuf, count, &a, scratch, &stats);
+        rc = qtopo_sra_allreduce(&x, src, rbuf, count, &a, scratch, stats);
     }
-    k->bytes_wire = (unsigned long) stats.bytes_sent;
-    k->usec_code = (unsigned long) (stats.code_seconds * 1e6);
     return xport_rc(rc);
 }
 
 /* Hierarchical: fp32 inside the node, the flat algorithm on the rail group. */
 static int run_hier(mca_coll_qtopo_module_t *m, struct ompi_communicator_t *comm,
                     const float *src, float *rbuf, size_t count, const qtopo_call_t *call,
-                    mca_coll_qtopo_counters_t *k)
+                    qtopo_sra_stats_t *stats)
 {
     const qtopo_nodes_t *t = &m->nodes;
     mca_coll_qtopo_pml_ctx_t node_ctx, rail_ctx;
     qtopo_xport_t node_x, rail_x;
-    qtopo_sra_stats_t stats;
     qtopo_hier_args_t a;
     void *scratch;
     int rc;
@@ -187,9 +183,7 @@ static int run_hier(mca_coll_qtopo_module_t *m, struct ompi_communicator_t *comm
                                   t->local_size);
     mca_coll_qtopo_xport_pml_init(&rail_x, &rail_ctx, comm, t->rail_ranks, t->rail_index,
                                   t->rail_size);
-    rc = qtopo_hier_allreduce(&node_x, &rail_x, src, rbuf, count, &a, scratch, &stats);
-    k->bytes_wire = (unsigned long) stats.bytes_sent;
-    k->usec_code = (unsigned long) (stats.code_seconds * 1e6);
+    rc = qtopo_hier_allreduce(&node_x, &rail_x, src, rbuf, count, &a, scratch, stats);
     return xport_rc(rc);
 }
 
@@ -222,6 +216,7 @@ static int run_call(mca_coll_qtopo_module_t *m, const float *src, float *rbuf, s
                     struct ompi_communicator_t *comm)
 {
     mca_coll_qtopo_counters_t k = {0};
+    qtopo_sra_stats_t stats = {0, 0.0};
     qtopo_call_t call;
     double t0 = seconds_now();
     bool hier;
@@ -236,12 +231,14 @@ static int run_call(mca_coll_qtopo_module_t *m, const float *src, float *rbuf, s
     choose_setting(m, count * sizeof(float), &call);
     hier = use_hier(m, &call, count * sizeof(float));
     if (hier) {
-        rc = run_hier(m, comm, src, rbuf, count, &call, &k);
+        rc = run_hier(m, comm, src, rbuf, count, &call, &stats);
     } else {
-        rc = run_flat(m, comm, src, rbuf, count, &call, &k);
+        rc = run_flat(m, comm, src, rbuf, count, &call, &stats);
     }
     if (OMPI_SUCCESS == rc) {
         k.calls_handled = 1;
+        k.bytes_wire = (unsigned long) stats.bytes_sent;
+        k.usec_code = (unsigned long) (stats.code_seconds * 1e6);
         k.calls_quantized = 32 != call.bits;
         k.bytes_logical = (unsigned long) (count * sizeof(float));
         k.usec_total = (unsigned long) ((seconds_now() - t0) * 1e6);
