@@ -153,6 +153,18 @@ static int mock_wait(qtopo_xport_t *x, qtopo_req_t *reqs, int n)
     return rc;
 }
 
+/* Sends are eager (complete at once); a pending receive is dropped unmatched. */
+static void mock_abandon(qtopo_xport_t *x, qtopo_req_t *reqs, int n)
+{
+    int i;
+
+    (void) x;
+    for (i = 0; i < n; ++i) {
+        free(reqs[i].handle);
+        reqs[i].handle = NULL;
+    }
+}
+
 void mock_xport_init(mock_world_t *w, int rank, qtopo_xport_t *x)
 {
     mock_xport_init_group(w, rank, NULL, w->n, rank, x);
@@ -171,6 +183,7 @@ void mock_xport_init_group(mock_world_t *w, int world_rank, const int *ranks, in
     x->isend = mock_isend;
     x->irecv = mock_irecv;
     x->wait = mock_wait;
+    x->abandon = mock_abandon;
     x->ctx = c;
 }
 

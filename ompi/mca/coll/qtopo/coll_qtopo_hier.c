@@ -142,6 +142,19 @@ static int rs_post(hier_plan_t *p, const float *sbuf, int b)
     return rc;
 }
 
+/* Waits for a receive of a piece and checks that exactly n floats arrived: node and
+ * rail traffic share the transport, so a size is the one check that a message is the
+ * expected one. */
+static int wait_piece(hier_plan_t *p, qtopo_req_t *r, size_t n)
+{
+    int rc = p->node_x->wait(p->node_x, r, 1);
+
+    if (QTOPO_XPORT_OK == rc && r->bytes != n * sizeof(float)) {
+        rc = QTOPO_XPORT_ERR;
+    }
+    return rc;
+}
+
 /* Our piece of block b: own values plus every peer's, added in a fixed order. */
 static int rs_finish(hier_plan_t *p, const float *sbuf, float *rbuf, int b)
 {
@@ -155,7 +168,7 @@ static int rs_finish(hier_plan_t *p, const float *sbuf, float *rbuf, int b)
         const float *in;
         k = qtopo_mod(p->l - i, p->L);
         in = stage_slot(p, b, k);
-        rc = p->node_x->wait(p->node_x, req(p, b, RS_RECV, k), 1);
+        rc = wait_piece(p, req(p, b, RS_RECV, k), len);
         for (e = 0; QTOPO_XPORT_OK == rc && e < len; ++e) {
             rbuf[off + e] += in[e];
         }
@@ -210,8 +223,12 @@ static int ag_post(hier_plan_t *p, float *rbuf, int b)
 
 static int ag_finish(hier_plan_t *p, int b)
 {
-    int rc = p->node_x->wait(p->node_x, req(p, b, AG_RECV, 0), p->L);
+    int i, k, rc = QTOPO_XPORT_OK;
 
+    for (i = 1; QTOPO_XPORT_OK == rc && i < p->L; ++i) {
+        k = qtopo_mod(p->l - i, p->L);
+        rc = wait_piece(p, req(p, b, AG_RECV, k), piece_len(p, b, k));
+    }
     return QTOPO_XPORT_OK == rc ? p->node_x->wait(p->node_x, req(p, b, AG_SEND, 0), p->L) : rc;
 }
 
@@ -245,7 +262,7 @@ int qtopo_hier_allreduce(qtopo_xport_t *node_x, qtopo_xport_t *rail_x, const flo
 {
     size_t nreqs = 2 * HIER_NKINDS * (size_t) node_x->size, i;
     hier_plan_t p;
-    int rc, rc_drain;
+    int rc;
 
     memset(&p, 0, sizeof(p));
     p.node_x = node_x;
@@ -265,7 +282,7 @@ int qtopo_hier_allreduce(qtopo_xport_t *node_x, qtopo_xport_t *rail_x, const flo
 
     rc = hier_pipeline(&p, sbuf, rbuf);
     /* nothing may stay in flight once we return, also on an error path */
-    rc_drain = node_x->wait(node_x, p.reqs, (int) nreqs);
+    rc = qtopo_xport_finish(node_x, p.reqs, (int) nreqs, rc);
     *stats_p = p.stats;
-    return QTOPO_XPORT_OK == rc ? rc_drain : rc;
+    return rc;
 }

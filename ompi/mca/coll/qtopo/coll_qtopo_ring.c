@@ -182,7 +182,7 @@ static int ring_run(qtopo_xport_t *x, const float *sbuf, float *rbuf, size_t cou
 {
     qtopo_req_t rreq[QTOPO_MAX_SEGMENTS], sreq[QTOPO_MAX_SEGMENTS];
     ring_plan_t p;
-    int rc = QTOPO_XPORT_OK, rc_drain, j;
+    int rc = QTOPO_XPORT_OK, j;
 
     ring_plan_init(&p, count, x->size, seg_bytes);
     p.x = x;
@@ -195,16 +195,14 @@ static int ring_run(qtopo_xport_t *x, const float *sbuf, float *rbuf, size_t cou
     }
     if (phases & QTOPO_RING_REDUCE_SCATTER) {
         rc = ring_reduce_scatter(&p, sbuf, rbuf, (float *) scratch, rreq, sreq);
-        rc_drain = x->wait(x, sreq, p.nseg);
-        rc = QTOPO_XPORT_OK == rc ? rc_drain : rc;
+        /* the allgather overwrites what these sends read */
+        rc = qtopo_xport_finish(x, sreq, p.nseg, rc);
     }
     if (QTOPO_XPORT_OK == rc && (phases & QTOPO_RING_ALLGATHER)) {
         rc = ring_allgather(&p, rbuf, rreq, sreq);
     }
-    rc_drain = x->wait(x, rreq, p.nseg);
-    rc = QTOPO_XPORT_OK == rc ? rc_drain : rc;
-    rc_drain = x->wait(x, sreq, p.nseg);
-    return QTOPO_XPORT_OK == rc ? rc_drain : rc;
+    rc = qtopo_xport_finish(x, rreq, p.nseg, rc);
+    return qtopo_xport_finish(x, sreq, p.nseg, rc);
 }
 
 size_t qtopo_ring_bytes_sent(size_t count, int size, int rank, int phases)

@@ -272,7 +272,7 @@ int qtopo_sra_allreduce(qtopo_xport_t *x, const float *sbuf, float *rbuf, size_t
 {
     size_t nreqs = (size_t) SRA_NKINDS * 2 * (size_t) x->size, i;
     sra_plan_t p;
-    int rc, rc_drain;
+    int rc;
 
     memset(&p.stats, 0, sizeof(p.stats));
     if (1 == x->size) {
@@ -293,7 +293,7 @@ int qtopo_sra_allreduce(qtopo_xport_t *x, const float *sbuf, float *rbuf, size_t
 
     rc = sra_pipeline(&p, sbuf, rbuf);
     /* nothing may stay in flight once we return, also on an error path */
-    rc_drain = x->wait(x, p.reqs, (int) nreqs);
+    rc = qtopo_xport_finish(x, p.reqs, (int) nreqs, rc);
     *stats_p = p.stats;
-    return QTOPO_XPORT_OK == rc ? rc_drain : rc;
+    return rc;
 }

@@ -11,6 +11,11 @@
  * receiver, the i-th send posted is matched by the i-th receive posted. A receive
  * may be larger than the message; wait() reports the bytes that arrived.
  *
+ * Error paths: an algorithm that fails part-way calls abandon() on its requests
+ * instead of wait(): a pending receive whose sender may never send (the sender may
+ * have failed too) is cancelled rather than waited for, so no error path blocks on a
+ * peer. Once abandon() returns, no request refers to its buffer any more.
+ *
  * No Open MPI types here.
  */
 
@@ -35,11 +40,26 @@ struct qtopo_xport {
     int (*irecv)(qtopo_xport_t *x, int peer, void *buf, size_t cap, qtopo_req_t *req);
     /* completes every pending request of reqs[0..n-1]; entries with NULL handle are skipped */
     int (*wait)(qtopo_xport_t *x, qtopo_req_t *reqs, int n);
+    /* error path: cancels the pending receives of reqs[0..n-1] (one already matched
+     * completes), completes the sends; every handle is NULL afterwards */
+    void (*abandon)(qtopo_xport_t *x, qtopo_req_t *reqs, int n);
     void *ctx;
 };
 
 /* Transport return codes (0 = success). */
 #define QTOPO_XPORT_OK 0
 #define QTOPO_XPORT_ERR -1
+
+/* Ends a group of requests so that nothing stays in flight: after a success it waits
+ * for all of them (and returns the first error of those waits), after an error it
+ * abandons them and returns that error. */
+static inline int qtopo_xport_finish(qtopo_xport_t *x, qtopo_req_t *reqs, int n, int rc)
+{
+    if (QTOPO_XPORT_OK != rc) {
+        x->abandon(x, reqs, n);
+        return rc;
+    }
+    return x->wait(x, reqs, n);
+}
 
 #endif /* COLL_QTOPO_XPORT_H */

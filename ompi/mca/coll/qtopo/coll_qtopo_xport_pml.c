@@ -71,6 +71,26 @@ static int pml_wait(qtopo_xport_t *x, qtopo_req_t *reqs, int n)
     return rc;
 }
 
+/* Receives not yet matched are cancelled; a send cannot be cancelled in every PML, and
+ * its receiver posted the matching receive before the call's agreement, so it is
+ * waited for. ompi_request_cancel on a send is harmless (ob1 ignores it). */
+static void pml_abandon(qtopo_xport_t *x, qtopo_req_t *reqs, int n)
+{
+    int i;
+
+    (void) x;
+    for (i = 0; i < n; ++i) {
+        ompi_request_t *r = reqs[i].handle;
+
+        if (NULL == r) {
+            continue;
+        }
+        (void) ompi_request_cancel(r);
+        (void) ompi_request_wait(&r, MPI_STATUS_IGNORE);
+        reqs[i].handle = NULL;
+    }
+}
+
 void mca_coll_qtopo_xport_pml_init(qtopo_xport_t *x, mca_coll_qtopo_pml_ctx_t *ctx,
                                    struct ompi_communicator_t *comm, const int *ranks,
                                    int rank, int size)
@@ -82,5 +102,6 @@ void mca_coll_qtopo_xport_pml_init(qtopo_xport_t *x, mca_coll_qtopo_pml_ctx_t *c
     x->isend = pml_isend;
     x->irecv = pml_irecv;
     x->wait = pml_wait;
+    x->abandon = pml_abandon;
     x->ctx = ctx;
 }
