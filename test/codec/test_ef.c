@@ -42,6 +42,29 @@ static int test_new_key_zeroed_and_kept(void)
     return 0;
 }
 
+/* A residual made for another length or layout of the same key is not handed out: its
+ * elements are other elements of the buffer (split-rail vs flat, another node shape);
+ * a shorter residual is charged for its own length. */
+static int test_layout_change_resets(void)
+{
+    qtopo_ef_store_t *s = qtopo_ef_store_create(1 << 20);
+    float *r;
+    CHECK(NULL != s);
+    r = qtopo_ef_lookup_layout(s, 1, 0x1000, 1000, 1000, 0);
+    CHECK(NULL != r);
+    r[0] = 3.0f;
+    r = qtopo_ef_lookup_layout(s, 1, 0x1000, 1000, 500, (uint64_t) 2 << 32 | 1);
+    CHECK(NULL != r && all_zero(r, 500));
+    CHECK(1 == qtopo_ef_store_entries(s) && qtopo_ef_entry_bytes(500) == qtopo_ef_store_bytes(s));
+    r[0] = 4.0f;
+    CHECK(4.0f == qtopo_ef_lookup_layout(s, 1, 0x1000, 1000, 500, (uint64_t) 2 << 32 | 1)[0]);
+    r = qtopo_ef_lookup_layout(s, 1, 0x1000, 1000, 500, (uint64_t) 2 << 32 | 0);
+    CHECK(NULL != r && all_zero(r, 500));
+    CHECK(all_zero(qtopo_ef_lookup(s, 1, 0x1000, 1000), 1000));
+    qtopo_ef_store_destroy(s);
+    return 0;
+}
+
 static int test_cap_and_refusals(void)
 {
     size_t one = qtopo_ef_entry_bytes(100);
@@ -140,6 +163,7 @@ int main(void)
     static const test_case_t tests[] = {
         { "new_key_zeroed_and_kept", test_new_key_zeroed_and_kept },
         { "cap_and_refusals", test_cap_and_refusals },
+        { "layout_change_resets", test_layout_change_resets },
         { "lru_eviction", test_lru_eviction },
         { "forget_comm", test_forget_comm },
         { "many_keys", test_many_keys },

@@ -126,5 +126,65 @@ expect_output "np=4 bits=3 message" "coll_qtopo_bits has the value \"3\"" 4 $on 
 expect_output "np=2 --mca coll qtopo names the components to add" \
     "coll qtopo,tuned,libnbc,basic,self" 2 --mca coll qtopo $on "$test_bin" --expect on
 
+
+# Agreement (coll_qtopo_agree.c): a setting that differs on one rank (set in that rank's
+# environment, as on a host or in an MPMD part configured differently) is detected and
+# the calls are handed on, on every rank: integer data must come back exact (a call
+# quantized by mistake would not), and the message must name the setting.
+atest="$builddir/test/mpi/test_agree"
+renv="$(cd "$(dirname "$0")" && pwd)/rank_env.sh"
+agree_case() {
+    # agree_case NAME PATTERN SETTING_OF_RANK_2 [mpirun args...]
+    local name=$1 pattern=$2 setting=$3 log
+    shift 3
+    log="$log_dir/$(echo "$name" | tr -c 'A-Za-z0-9_=.-' '_').log"
+    mpi_run 4 $on "$@" "$renv" 2 "$setting" "$atest" --exact 3 >"$log" 2>&1 &&
+        grep -q -- "$pattern" "$log"
+    record "$name" $? "$log"
+}
+differ="do not agree on"
+agree_case "np=4 bits 32 vs 8 on rank 2" "$differ.*coll_qtopo_bits" OMPI_MCA_coll_qtopo_bits=8
+agree_case "np=4 bits 8 vs 4 on rank 2" "$differ.*coll_qtopo_bits" OMPI_MCA_coll_qtopo_bits=4 \
+    --mca coll_qtopo_bits 8
+agree_case "np=4 block 256 vs 128 on rank 2" "$differ.*coll_qtopo_block_size" \
+    OMPI_MCA_coll_qtopo_block_size=128 --mca coll_qtopo_bits 8
+agree_case "np=4 ratio 1 vs 0.5 on rank 2" "$differ.*coll_qtopo_ratio" \
+    OMPI_MCA_coll_qtopo_ratio=0.5 --mca coll_qtopo_bits 8
+agree_case "np=4 segment size differs on rank 2" "$differ.*coll_qtopo_segment_size" \
+    OMPI_MCA_coll_qtopo_segment_size=65536
+agree_case "np=4 rules differ on rank 2" "$differ.*coll_qtopo_rules" \
+    "OMPI_MCA_coll_qtopo_rules=*:8"
+agree_case "np=4 node_size=2 algorithm hier vs flat on rank 2" "$differ.*coll_qtopo_algorithm" \
+    OMPI_MCA_coll_qtopo_algorithm=flat --mca coll_qtopo_node_size 2 --mca coll_qtopo_algorithm hier
+without="runs MPI_Allreduce without qtopo"
+agree_case "np=4 qtopo off (priority 0) on rank 2" "$without" OMPI_MCA_coll_qtopo_priority=0
+agree_case "np=4 larger min_bytes on rank 2" "$without" OMPI_MCA_coll_qtopo_min_bytes=1000000000
+agree_case "np=4 smaller min_bytes on rank 2 only" "$without" OMPI_MCA_coll_qtopo_min_bytes=0 \
+    --mca coll_qtopo_min_bytes 1000000000
+# one rank fails: an allocation before the call is handed on everywhere; a transport
+# failure inside the call ends it without a hang and turns qtopo off everywhere
+for algo in "flat" "hier --mca coll_qtopo_node_size 2"; do
+    run_case "np=4 $algo: allocation fails on rank 1 at call 2" 4 $on \
+        --mca coll_qtopo_fault alloc:1:2 --mca coll_qtopo_algorithm $algo "$atest" --fault-alloc
+    run_case "np=4 $algo: transport fails on rank 1 at call 2" 4 $on \
+        --mca coll_qtopo_fault xport:1:2 --mca coll_qtopo_algorithm $algo "$atest" --fault-xport
+done
+run_case "np=4 node_size=2 8-bit: transport fails on rank 1 at call 2" 4 $on \
+    --mca coll_qtopo_bits 8 --mca coll_qtopo_node_size 2 --mca coll_qtopo_fault xport:1:2 \
+    "$atest" --fault-xport
+# bit-identity with flush-to-zero on one rank; -0.0 sums; a call past 2^31 bytes
+run_case "np=3 8-bit, FTZ/DAZ on rank 1" 3 $on --mca coll_qtopo_bits 8 "$atest" --ftz
+run_case "np=4 node_size=2 4-bit, FTZ/DAZ on rank 1" 4 $on --mca coll_qtopo_bits 4 \
+    --mca coll_qtopo_node_size 2 "$atest" --ftz
+for bits in 32 16 8 1; do
+    run_case "np=3 bits=$bits: -0.0 sums stay -0.0" 3 $on --mca coll_qtopo_bits "$bits" \
+        "$atest" --negzero
+done
+run_case "np=3 2-bit: error feedback off and on again starts afresh" 3 $on --mca coll_qtopo_bits 2 \
+    "$atest" --ef-reset
+run_case "np=4 node_size=2 2-bit split-rail: error feedback off and on again starts afresh" 4 \
+    $on --mca coll_qtopo_bits 2 --mca coll_qtopo_node_size 2 "$atest" --ef-reset
+run_case "np=2 lossless, in place, 2^29+3 floats (> 2^31 bytes)" 2 $on "$atest" --huge
+
 echo "$passed passed, $failed failed"
 [ "$failed" -eq 0 ]

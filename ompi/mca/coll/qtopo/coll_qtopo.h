@@ -16,7 +16,9 @@
 #include "mpi.h"
 #include "ompi/communicator/communicator.h"
 #include "ompi/mca/coll/coll.h"
+#include "ompi/mca/coll/base/coll_tags.h"
 #include "opal/util/output.h"
+#include "ompi/request/request.h"
 
 #include "coll_qtopo_codec.h"
 #include "coll_qtopo_ef.h"
@@ -32,6 +34,47 @@ enum {
     QTOPO_ALG_FLAT = 1,
     QTOPO_ALG_HIER = 2,
 };
+
+/*
+ * Point-to-point tags of qtopo's own messages, at the far end of the range Open MPI
+ * leaves to hcoll (coll_tags.h), which hcoll counts down from its base and never
+ * reaches. Data has a tag of its own, not MCA_COLL_BASE_TAG_ALLREDUCE: a message with
+ * that tag arriving during qtopo's agreement can then only come from a rank that runs
+ * MPI_Allreduce through another component (coll_qtopo_agree.c).
+ */
+#define QTOPO_TAG_OFF (MCA_COLL_BASE_TAG_HCOLL_END + 1)   /* "qtopo is off here" notice */
+#define QTOPO_TAG_AGREE (MCA_COLL_BASE_TAG_HCOLL_END + 2) /* the per-call agreement */
+#define QTOPO_TAG_DATA (MCA_COLL_BASE_TAG_HCOLL_END + 3)  /* the algorithms' messages */
+
+/* The parameters that decide what goes on the wire, read once per call (under the
+ * MPI_T lock, so an MPI_T write from another thread cannot tear them) and compared
+ * across ranks by the agreement before qtopo runs the call. */
+enum {
+    QTOPO_SET_BITS,
+    QTOPO_SET_BLOCK,
+    QTOPO_SET_ROUNDING,
+    QTOPO_SET_SEED,
+    QTOPO_SET_MIN_BYTES,
+    QTOPO_SET_SEGMENT,
+    QTOPO_SET_RATIO,
+    QTOPO_SET_WARMUP,
+    QTOPO_SET_RULES,
+    QTOPO_SET_ALGORITHM,
+    QTOPO_SET_HIER_MIN,
+    QTOPO_SET_NODE_SIZE,
+    QTOPO_NSETTINGS
+};
+
+typedef struct mca_coll_qtopo_settings_t {
+    bool valid;                          /* every value usable (else reported once) */
+    uint64_t wire[QTOPO_NSETTINGS];      /* the values above as integers (ratio: its bits,
+                                          * rules: a hash of the text) */
+    int bits, block_size, rounding, warmup, algorithm;
+    unsigned long long seed;
+    size_t min_bytes, segment_size, hier_min_bytes, ef_max_bytes;
+    double ratio;
+    bool error_feedback;
+} mca_coll_qtopo_settings_t;
 
 /* Counters behind the MPI_T performance variables; the component holds the process
  * totals (updated atomically), each module its communicator's share. */
@@ -65,6 +108,7 @@ typedef struct mca_coll_qtopo_component_t {
     size_t hier_min_bytes;
     int node_size;
     int verbose;
+    char *fault;        /* fault injection for tests, "what:rank:call" */
 
     int output; /* opal_output stream, verbosity = coll_qtopo_verbose */
     mca_coll_qtopo_counters_t counters;
@@ -80,10 +124,19 @@ typedef struct mca_coll_qtopo_module_t {
     mca_coll_base_module_t *prev_allreduce_module;
 
     /* true while qtopo's own allreduce runs on this communicator: a nested call
-     * (Open MPI's internals during a communicator split) goes to prev */
+     * (Open MPI's internals during a communicator split) goes to prev. Only the thread
+     * in the call touches it: MPI forbids concurrent collectives on one communicator. */
     bool busy;
-    /* sticky pass-through after an internal error; all ranks see the same error */
-    bool failed;
+    /* qtopo is off on this communicator for good, on every rank (coll_qtopo_agree.c) */
+    bool off;
+    /* the agreement's buffers, made with the module so that the agreement itself cannot
+     * fail for memory: [2][QTOPO_AGREE_FIXED + comm size] words, and comm size labels */
+    uint64_t *agree_buf;
+    int *labels;
+    /* sends of an abandoned agreement may still read agree_buf: never free it then */
+    bool agree_buf_pinned;
+    /* the last settings mismatch reported, so it is printed once */
+    uint64_t reported_mismatch;
 
     /* node and rail groups, discovered on the first handled call */
     bool topo_ready;
@@ -94,15 +147,18 @@ typedef struct mca_coll_qtopo_module_t {
     /* the coll_qtopo_rules string last parsed, and its rules */
     char *rules_text;
     qtopo_rules_t rules;
-    /* error-feedback residuals of this communicator (created on first use) */
+    /* error-feedback residuals of this communicator (created on first use, dropped
+     * whenever a call runs with error feedback off) */
     qtopo_ef_store_t *ef;
+    bool ef_warned; /* "residual does not fit under the cap" was said */
 
-    /* scratch memory reused across calls (grown, never shrunk) */
+    /* scratch memory reused across calls (see module_scratch in coll_qtopo_allreduce.c) */
     void *scratch;
     size_t scratch_size;
+    bool scratch_pinned; /* a failed call detached sends that may read it: never freed */
 
     mca_coll_qtopo_counters_t counters; /* this communicator's share */
-    int comm_size;
+    int comm_size, comm_rank;
     char comm_name[MPI_MAX_OBJECT_NAME]; /* for the summary: the communicator is gone by then */
 } mca_coll_qtopo_module_t;
 
@@ -112,22 +168,62 @@ OBJ_CLASS_DECLARATION(mca_coll_qtopo_module_t);
     opal_output_verbose((level), mca_coll_qtopo_component.output, "coll:qtopo: " __VA_ARGS__)
 
 /* coll_qtopo_component.c */
-/* Checks the global parameters and the module's parsed rules (re-parsed when
- * coll_qtopo_rules changed); reports a bad value once. */
-bool mca_coll_qtopo_params_valid(mca_coll_qtopo_module_t *m);
+/* Reads the parameters into *s under the MPI_T lock and checks them, with the module's
+ * parsed rules (re-parsed when coll_qtopo_rules changed; m may be NULL); reports a bad
+ * value once. Returns s->valid. */
+bool mca_coll_qtopo_settings_read(mca_coll_qtopo_module_t *m, mca_coll_qtopo_settings_t *s);
+/* Name of setting i (QTOPO_SET_*) as an MCA parameter. */
+const char *mca_coll_qtopo_setting_name(int i);
 /* Prints a text of help-coll-qtopo.txt once per job (from its first process). */
 void mca_coll_qtopo_show_help(const char *topic, ...);
+/* The same from the calling process, whichever it is. */
+void mca_coll_qtopo_show_help_here(const char *topic, ...);
 /* Adds a call's counts to the process totals and the module's. */
 void mca_coll_qtopo_count(mca_coll_qtopo_module_t *m, const mca_coll_qtopo_counters_t *delta);
+/* Whether the test-only fault `what` ("alloc", "xport") is set for this rank and call. */
+bool mca_coll_qtopo_fault(const char *what, int rank, uint64_t call);
+
+/* coll_qtopo_agree.c */
+/* Words of the agreement vector besides the node labels. */
+#define QTOPO_AGREE_FIXED (5 + 2 * QTOPO_NSETTINGS)
+
+/* What the agreement decided for a call. */
+typedef enum {
+    QTOPO_RUN,      /* every rank runs the call with qtopo */
+    QTOPO_HAND_ON,  /* every rank hands this call to the previous component */
+    QTOPO_OFF,      /* qtopo is off on this communicator from now on, on every rank;
+                     * this call is handed on */
+} mca_coll_qtopo_verdict_t;
+
+/*
+ * The per-call agreement (protocol at the top of coll_qtopo_agree.c). ready: this rank
+ * can run the call (memory, valid settings); labels: when not NULL, this rank's node
+ * label is exchanged too and labels[0..size) receives every rank's.
+ */
+mca_coll_qtopo_verdict_t mca_coll_qtopo_agree(mca_coll_qtopo_module_t *m,
+                                              struct ompi_communicator_t *comm,
+                                              const mca_coll_qtopo_settings_t *s, size_t count,
+                                              bool ready, int *labels);
+/* Waits for one PML request, watching for an "off" notice from any rank (and, with
+ * foreign, for a rank running MPI_Allreduce through another component). OMPI_SUCCESS
+ * when it completed; OMPI_ERR_UNREACH on a notice, OMPI_ERR_NOT_AVAILABLE on a foreign
+ * allreduce, the request still pending in both cases. */
+int mca_coll_qtopo_wait_watched(struct ompi_communicator_t *comm, ompi_request_t **req,
+                                ompi_status_public_t *status, bool foreign);
+/* After a failure inside a call on this rank: tells every rank that qtopo is off. */
+void mca_coll_qtopo_notify_off(mca_coll_qtopo_module_t *m, struct ompi_communicator_t *comm);
 
 /* coll_qtopo_module.c */
 int mca_coll_qtopo_init_query(bool enable_progress_threads, bool enable_mpi_threads);
 mca_coll_base_module_t *mca_coll_qtopo_comm_query(struct ompi_communicator_t *comm,
                                                   int *priority);
 
-/* coll_qtopo_topo.c: node structure of the communicator (collective: all ranks call
- * it on the same handled call) */
-int mca_coll_qtopo_topo_discover(mca_coll_qtopo_module_t *m, struct ompi_communicator_t *comm);
+/* coll_qtopo_topo.c: node structure of the communicator. The label of this rank's node
+ * (equal labels = same node), exchanged by the first agreement; then the node and rail
+ * groups built from every rank's label (-1 when out of memory). */
+int mca_coll_qtopo_topo_label(struct ompi_communicator_t *comm, int node_size);
+int mca_coll_qtopo_topo_build(mca_coll_qtopo_module_t *m, struct ompi_communicator_t *comm,
+                              const int *labels);
 /* the split-rail algorithm applies: several nodes, the same number of ranks (> 1) on each */
 bool mca_coll_qtopo_topo_hier_ok(const mca_coll_qtopo_module_t *m);
 
@@ -136,6 +232,7 @@ bool mca_coll_qtopo_topo_hier_ok(const mca_coll_qtopo_module_t *m);
 typedef struct mca_coll_qtopo_pml_ctx_t {
     struct ompi_communicator_t *comm;
     const int *ranks;
+    bool fail_waits; /* fault injection: every wait fails */
 } mca_coll_qtopo_pml_ctx_t;
 
 void mca_coll_qtopo_xport_pml_init(qtopo_xport_t *x, mca_coll_qtopo_pml_ctx_t *ctx,

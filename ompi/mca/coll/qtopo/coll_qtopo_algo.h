@@ -71,8 +71,13 @@ int qtopo_sra_allreduce(qtopo_xport_t *x, const float *sbuf, float *rbuf, size_t
 typedef struct qtopo_hier_args {
     size_t seg_bytes;     /* pipeline segment of the fp32 phases */
     int quantize;         /* the inter-node phase is quantized with `sra` */
-    qtopo_sra_args_t sra; /* elem_base and residual refer to the whole buffer */
+    qtopo_sra_args_t sra; /* elem_base refers to the whole buffer; residual holds
+                           * qtopo_hier_residual_len() floats: this rank's pieces only */
 } qtopo_hier_args_t;
+
+/* Floats of error-feedback residual split-rail needs on local rank l of L: the rank
+ * quantizes only its pieces, about count / L elements. */
+size_t qtopo_hier_residual_len(size_t count, int local_size, int local_rank);
 
 size_t qtopo_hier_scratch_bytes(size_t count, int local_size, int nnodes,
                                 const qtopo_hier_args_t *a);

@@ -2,22 +2,31 @@
  * coll/qtopo MPI_Allreduce entry point: decides whether qtopo runs the call or hands
  * it, untouched, to the module that would have run it without qtopo; picks the
  * setting (joint-layer rules, ratio schedule) and runs the algorithm over the PML
- * transport: the exact ring when lossless, scatter-reduce-allgather when quantized.
+ * transport: the exact ring when lossless, scatter-reduce-allgather when quantized,
+ * split-rail across nodes.
  *
- * Every decision uses only what is identical on every rank (count, datatype, op, the
- * communicator, the number of eligible calls so far on it, and parameters that must
- * be set alike everywhere), never buffer addresses, timings or local state, so all
- * ranks always take the same path. Error-feedback state is local, but it only changes
- * the values a rank encodes, never the path.
+ * A call that qtopo would take by its arguments and this rank's settings is run only
+ * after the per-call agreement (coll_qtopo_agree.c): every rank prepares the call
+ * (settings, scratch memory), then all learn together whether every rank is ready and
+ * configured alike, so a local failure (an allocation, a bad value, a setting that
+ * differs) hands the call on on every rank, or turns qtopo off on every rank. What the
+ * algorithms then do depends only on agreed values (count, settings, node map, call
+ * number), never on buffer addresses, timings or local state. Error-feedback state is
+ * local, but it only changes the values a rank encodes, never the path.
  */
 
 #include "ompi_config.h"
 
 #include <stdlib.h>
 #include <time.h>
+#if defined(__x86_64__) || defined(__i386__)
+#include <xmmintrin.h>
+#endif
 
 #include "coll_qtopo.h"
 #include "coll_qtopo_algo.h"
+
+#include "ompi/datatype/ompi_datatype.h"
 
 /* The communicator's id for error-feedback keys. */
 #if OMPI_MAJOR_VERSION >= 5
@@ -26,165 +35,89 @@
 #define QTOPO_COMM_ID(comm) ((uint64_t) (comm)->c_contextid)
 #endif
 
+/* Scratch memory above this size is released after the call that needed it: a single
+ * huge call must not pin gigabytes until the communicator is freed. Below it the
+ * memory is kept, since training loops repeat the same sizes. */
+#define QTOPO_SCRATCH_KEEP_BYTES ((size_t) 64 << 20)
+
 /* How one call is run. */
 typedef struct qtopo_call {
     int bits;      /* 32: exact */
     int block;
     size_t segment;
     uint64_t index; /* eligible call number on the communicator */
+    bool hier;     /* split-rail */
+    void *scratch;
 } qtopo_call_t;
 
-/* MPI_FLOAT and its Fortran names: all are 4-byte IEEE floats. (MPI_REAL4 exists only in
- * an Open MPI built with Fortran.) */
+/* MPI_FLOAT, and the Fortran MPI_REAL and MPI_REAL4 where they are 4-byte floats in
+ * this Open MPI (REAL can be 8 bytes in a build with a promoted default real; REAL4
+ * exists only in an Open MPI built with Fortran). */
 static bool is_float_type(struct ompi_datatype_t *dtype)
 {
-#if OMPI_HAVE_FORTRAN_REAL4
-    if (MPI_REAL4 == dtype) {
+    size_t size = 0;
+
+    if (MPI_FLOAT == dtype) {
         return true;
     }
+    if (MPI_REAL != dtype
+#if OMPI_HAVE_FORTRAN_REAL4
+        && MPI_REAL4 != dtype
 #endif
-    return MPI_FLOAT == dtype || MPI_REAL == dtype;
+    ) {
+        return false;
+    }
+    return OMPI_SUCCESS == ompi_datatype_type_size(dtype, &size) && sizeof(float) == size;
 }
 
-static bool qtopo_takes_call(mca_coll_qtopo_module_t *m, int count,
-                             struct ompi_datatype_t *dtype, struct ompi_op_t *op)
+/* The call is one qtopo could run, by its arguments and this rank's settings; reads
+ * the settings into *s. */
+static bool call_eligible(mca_coll_qtopo_module_t *m, int count, struct ompi_datatype_t *dtype,
+                          struct ompi_op_t *op, mca_coll_qtopo_settings_t *s)
 {
-    if (m->busy || m->failed || MPI_SUM != op || !is_float_type(dtype)) {
+    if (m->busy || m->off || MPI_SUM != op || !is_float_type(dtype)) {
         return false;
     }
-    if ((size_t) count * sizeof(float) < mca_coll_qtopo_component.min_bytes) {
-        return false;
+    (void) mca_coll_qtopo_settings_read(m, s);
+    return (size_t) count * sizeof(float) >= s->min_bytes;
+}
+
+/* Residuals made while error feedback was on are stale once a call ran without it. */
+static void drop_stale_residuals(mca_coll_qtopo_module_t *m)
+{
+    if (NULL != m->ef && !mca_coll_qtopo_component.error_feedback) {
+        qtopo_ef_store_destroy(m->ef);
+        m->ef = NULL;
     }
-    return mca_coll_qtopo_params_valid(m);
+}
+
+static int hand_on(mca_coll_qtopo_module_t *m, const void *sbuf, void *rbuf, int count,
+                   struct ompi_datatype_t *dtype, struct ompi_op_t *op,
+                   struct ompi_communicator_t *comm)
+{
+    mca_coll_qtopo_counters_t fallback = {0};
+
+    fallback.calls_fallback = 1;
+    mca_coll_qtopo_count(m, &fallback);
+    drop_stale_residuals(m);
+    return m->prev_allreduce(sbuf, rbuf, count, dtype, op, comm, m->prev_allreduce_module);
 }
 
 /* The joint-layer rule for this size, else the global parameters; quantized only when
  * the ratio schedule says so for this call. */
-static void choose_setting(mca_coll_qtopo_module_t *m, size_t bytes, qtopo_call_t *call)
+static void choose_setting(const mca_coll_qtopo_module_t *m, const mca_coll_qtopo_settings_t *s,
+                           size_t bytes, qtopo_call_t *call)
 {
-    mca_coll_qtopo_component_t *c = &mca_coll_qtopo_component;
     const qtopo_rule_t *rule = qtopo_rules_match(&m->rules, bytes);
 
-    call->index = m->ncalls++;
-    call->bits = NULL != rule ? rule->bits : c->bits;
-    call->block = NULL != rule && 0 != rule->block ? rule->block : c->block_size;
-    call->segment = NULL != rule && 0 != rule->segment ? rule->segment : c->segment_size;
+    call->index = m->ncalls;
+    call->bits = NULL != rule ? rule->bits : s->bits;
+    call->block = NULL != rule && 0 != rule->block ? rule->block : s->block_size;
+    call->segment = NULL != rule && 0 != rule->segment ? rule->segment : s->segment_size;
     if (32 != call->bits
-        && !qtopo_schedule_quantize(call->index, c->ratio, (uint64_t) c->warmup)) {
+        && !qtopo_schedule_quantize(call->index, s->ratio, (uint64_t) s->warmup)) {
         call->bits = 32;
     }
-}
-
-/* Grows the module's scratch buffer to at least `bytes`; NULL if out of memory. */
-static void *module_scratch(mca_coll_qtopo_module_t *m, size_t bytes)
-{
-    void *p;
-
-    if (bytes <= m->scratch_size) {
-        return m->scratch;
-    }
-    p = realloc(m->scratch, bytes);
-    if (NULL == p) {
-        return NULL;
-    }
-    m->scratch = p;
-    m->scratch_size = bytes;
-    return p;
-}
-
-/* The residual of this (communicator, buffer, count), or NULL without error feedback. */
-static float *ef_residual(mca_coll_qtopo_module_t *m, struct ompi_communicator_t *comm,
-                          const float *src, size_t count)
-{
-    if (!mca_coll_qtopo_component.error_feedback) {
-        return NULL;
-    }
-    if (NULL == m->ef) {
-        m->ef = qtopo_ef_store_create(mca_coll_qtopo_component.ef_max_bytes);
-        if (NULL == m->ef) {
-            return NULL;
-        }
-    }
-    return qtopo_ef_lookup(m->ef, QTOPO_COMM_ID(comm), (uintptr_t) src, count);
-}
-
-static void fill_sra_args(mca_coll_qtopo_module_t *m, struct ompi_communicator_t *comm,
-                          const float *src, size_t count, const qtopo_call_t *call,
-                          qtopo_sra_args_t *a)
-{
-    mca_coll_qtopo_component_t *c = &mca_coll_qtopo_component;
-
-    a->codec.bits = call->bits;
-    a->codec.block = call->block;
-    a->codec.rounding = c->rounding;
-    a->seg_bytes = call->segment;
-    a->seed = c->seed;
-    a->call = call->index;
-    a->key_rank = (uint32_t) ompi_comm_rank(comm);
-    a->elem_base = 0;
-    a->residual = 32 != call->bits ? ef_residual(m, comm, src, count) : NULL;
-}
-
-static int xport_rc(int rc)
-{
-    return QTOPO_XPORT_OK == rc ? OMPI_SUCCESS : OMPI_ERROR;
-}
-
-/* Flat: the exact ring, or scatter-reduce-allgather when quantized, over all ranks. */
-static int run_flat(mca_coll_qtopo_module_t *m, struct ompi_communicator_t *comm,
-                    const float *src, float *rbuf, size_t count, const qtopo_call_t *call,
-                    qtopo_sra_stats_t *stats)
-{
-    int size = ompi_comm_size(comm), rank = ompi_comm_rank(comm), rc;
-    mca_coll_qtopo_pml_ctx_t ctx;
-    qtopo_sra_args_t a;
-    qtopo_xport_t x;
-    void *scratch;
-
-    mca_coll_qtopo_xport_pml_init(&x, &ctx, comm, NULL, rank, size);
-    if (32 == call->bits) {
-        scratch = module_scratch(m, qtopo_ring_scratch_bytes(count, size, call->segment));
-        if (NULL == scratch) {
-            return OMPI_ERR_OUT_OF_RESOURCE;
-        }
-        rc = qtopo_ring_allreduce(&x, src, rbuf, count, call->segment, scratch);
-        stats->bytes_sent = qtopo_ring_bytes_sent(count, size, rank, QTOPO_RING_BOTH);
-    } else {
-        fill_sra_args(m, comm, src, count, call, &a);
-        scratch = module_scratch(m, qtopo_sra_scratch_bytes(count, size, &a));
-        if (NULL == scratch) {
-            return OMPI_ERR_OUT_OF_RESOURCE;
-        }
-        rc = qtopo_sra_allreduce(&x, src, rbuf, count, &a, scratch, stats);
-    }
-    return xport_rc(rc);
-}
-
-/* Hierarchical: fp32 inside the node, the flat algorithm on the rail group. */
-static int run_hier(mca_coll_qtopo_module_t *m, struct ompi_communicator_t *comm,
-                    const float *src, float *rbuf, size_t count, const qtopo_call_t *call,
-                    qtopo_sra_stats_t *stats)
-{
-    const qtopo_nodes_t *t = &m->nodes;
-    mca_coll_qtopo_pml_ctx_t node_ctx, rail_ctx;
-    qtopo_xport_t node_x, rail_x;
-    qtopo_hier_args_t a;
-    void *scratch;
-    int rc;
-
-    a.seg_bytes = call->segment;
-    a.quantize = 32 != call->bits;
-    fill_sra_args(m, comm, src, count, call, &a.sra);
-    scratch = module_scratch(m, qtopo_hier_scratch_bytes(count, t->local_size, t->rail_size, &a));
-    if (NULL == scratch) {
-        return OMPI_ERR_OUT_OF_RESOURCE;
-    }
-    mca_coll_qtopo_xport_pml_init(&node_x, &node_ctx, comm, t->node_ranks, t->local_rank,
-                                  t->local_size);
-    mca_coll_qtopo_xport_pml_init(&rail_x, &rail_ctx, comm, t->rail_ranks, t->rail_index,
-                                  t->rail_size);
-    rc = qtopo_hier_allreduce(&node_x, &rail_x, src, rbuf, count, &a, scratch, stats);
-    return xport_rc(rc);
 }
 
 /*
@@ -194,14 +127,203 @@ static int run_hier(mca_coll_qtopo_module_t *m, struct ompi_communicator_t *comm
  * exact calls it saves nothing on the wire and adds two node phases, which pays only on
  * large buffers (see coll_qtopo_component.c for the measurement).
  */
-static bool use_hier(const mca_coll_qtopo_module_t *m, const qtopo_call_t *call, size_t bytes)
+static bool use_hier(const mca_coll_qtopo_module_t *m, const mca_coll_qtopo_settings_t *s,
+                     const qtopo_call_t *call, size_t bytes)
 {
-    mca_coll_qtopo_component_t *c = &mca_coll_qtopo_component;
-
-    if (QTOPO_ALG_FLAT == c->algorithm || !mca_coll_qtopo_topo_hier_ok(m)) {
+    if (QTOPO_ALG_FLAT == s->algorithm || !mca_coll_qtopo_topo_hier_ok(m)) {
         return false;
     }
-    return QTOPO_ALG_HIER == c->algorithm || 32 != call->bits || bytes >= c->hier_min_bytes;
+    return QTOPO_ALG_HIER == s->algorithm || 32 != call->bits || bytes >= s->hier_min_bytes;
+}
+
+static void release_scratch(mca_coll_qtopo_module_t *m)
+{
+    free(m->scratch);
+    m->scratch = NULL;
+    m->scratch_size = 0;
+}
+
+/* The module's scratch memory, grown to at least `bytes`; NULL if out of memory. */
+static void *module_scratch(mca_coll_qtopo_module_t *m, size_t bytes)
+{
+    void *p;
+
+    if (bytes <= m->scratch_size) {
+        return m->scratch;
+    }
+    /* no realloc: the old contents are not needed, and a copy would double the peak */
+    release_scratch(m);
+    p = malloc(bytes);
+    if (NULL != p) {
+        m->scratch = p;
+        m->scratch_size = bytes;
+    }
+    return p;
+}
+
+static void fill_sra_args(const mca_coll_qtopo_settings_t *s, struct ompi_communicator_t *comm,
+                          const qtopo_call_t *call, qtopo_sra_args_t *a)
+{
+    a->codec.bits = call->bits;
+    a->codec.block = call->block;
+    a->codec.rounding = s->rounding;
+    a->seg_bytes = call->segment;
+    a->seed = s->seed;
+    a->call = call->index;
+    a->key_rank = (uint32_t) ompi_comm_rank(comm);
+    a->elem_base = 0;
+    a->residual = NULL;
+}
+
+static size_t scratch_bytes(const mca_coll_qtopo_module_t *m, const mca_coll_qtopo_settings_t *s,
+                            struct ompi_communicator_t *comm, size_t count,
+                            const qtopo_call_t *call)
+{
+    qtopo_hier_args_t a;
+
+    fill_sra_args(s, comm, call, &a.sra);
+    if (call->hier) {
+        a.seg_bytes = call->segment;
+        a.quantize = 32 != call->bits;
+        return qtopo_hier_scratch_bytes(count, m->nodes.local_size, m->nodes.rail_size, &a);
+    }
+    return 32 == call->bits ? qtopo_ring_scratch_bytes(count, m->comm_size, call->segment)
+                            : qtopo_sra_scratch_bytes(count, m->comm_size, &a.sra);
+}
+
+/* Everything a call needs that can fail on this rank alone, before the agreement:
+ * the setting, the algorithm, the scratch memory. False when this rank cannot run it. */
+static bool prepare_call(mca_coll_qtopo_module_t *m, const mca_coll_qtopo_settings_t *s,
+                         struct ompi_communicator_t *comm, size_t count, qtopo_call_t *call)
+{
+    if (!s->valid) {
+        return false;
+    }
+    choose_setting(m, s, count * sizeof(float), call);
+    call->hier = use_hier(m, s, call, count * sizeof(float));
+    if (mca_coll_qtopo_fault("alloc", m->comm_rank, call->index)) {
+        return false;
+    }
+    call->scratch = module_scratch(m, scratch_bytes(m, s, comm, count, call));
+    return NULL != call->scratch;
+}
+
+/* The first call on a communicator also exchanges the node labels and builds the node
+ * map, then agrees a second time, since building and preparing can fail on one rank. */
+static mca_coll_qtopo_verdict_t agree_first_call(mca_coll_qtopo_module_t *m,
+                                                 struct ompi_communicator_t *comm,
+                                                 const mca_coll_qtopo_settings_t *s,
+                                                 size_t count, qtopo_call_t *call)
+{
+    mca_coll_qtopo_verdict_t v;
+    bool ready;
+
+    m->labels[m->comm_rank] = mca_coll_qtopo_topo_label(comm, mca_coll_qtopo_component.node_size);
+    v = mca_coll_qtopo_agree(m, comm, s, count, s->valid, m->labels);
+    if (QTOPO_RUN != v) {
+        return v;
+    }
+    ready = 0 == mca_coll_qtopo_topo_build(m, comm, m->labels)
+            && prepare_call(m, s, comm, count, call);
+    v = mca_coll_qtopo_agree(m, comm, s, count, ready, NULL);
+    if (QTOPO_RUN != v) {
+        /* some rank has no node map: every rank starts over on the next call */
+        qtopo_nodes_free(&m->nodes);
+        m->topo_ready = false;
+    }
+    return v;
+}
+
+static mca_coll_qtopo_verdict_t agree_call(mca_coll_qtopo_module_t *m,
+                                           struct ompi_communicator_t *comm,
+                                           const mca_coll_qtopo_settings_t *s, size_t count,
+                                           qtopo_call_t *call)
+{
+    mca_coll_qtopo_verdict_t v;
+
+    if (!m->topo_ready) {
+        v = agree_first_call(m, comm, s, count, call);
+    } else {
+        v = mca_coll_qtopo_agree(m, comm, s, count, prepare_call(m, s, comm, count, call), NULL);
+    }
+    if (QTOPO_OFF != v) {
+        m->ncalls++; /* the same verdict everywhere: the count stays equal */
+    }
+    return v;
+}
+
+/* The error-feedback residual of this (communicator, buffer, count), or NULL. Local:
+ * without it this rank encodes its values as they are, on the same path. */
+static float *ef_residual(mca_coll_qtopo_module_t *m, struct ompi_communicator_t *comm,
+                          const mca_coll_qtopo_settings_t *s, const float *src, size_t count,
+                          bool hier)
+{
+    size_t len = hier ? qtopo_hier_residual_len(count, m->nodes.local_size, m->nodes.local_rank)
+                      : count;
+    /* the residual's elements: all of them (flat) or this rank's pieces (split-rail) */
+    uint64_t layout = hier ? ((uint64_t) m->nodes.local_size << 32 | (uint64_t) m->nodes.local_rank)
+                           : 0;
+    float *r;
+
+    if (NULL == m->ef) {
+        m->ef = qtopo_ef_store_create(s->ef_max_bytes);
+    }
+    r = qtopo_ef_lookup_layout(m->ef, QTOPO_COMM_ID(comm), (uintptr_t) src, count, len, layout);
+    if (NULL == r && !m->ef_warned) {
+        m->ef_warned = true;
+        opal_output(0, "coll:qtopo: rank %d: no room for the error-feedback residual of %zu "
+                    "floats on %s (coll_qtopo_ef_max_bytes = %zu): such calls run without error "
+                    "feedback on this rank", m->comm_rank, len, comm->c_name, s->ef_max_bytes);
+    }
+    return r;
+}
+
+static int xport_rc(int rc)
+{
+    return QTOPO_XPORT_OK == rc ? OMPI_SUCCESS : OMPI_ERROR;
+}
+
+/* Flat: the exact ring, or scatter-reduce-allgather when quantized, over all ranks. */
+static int run_flat(bool fail_waits, struct ompi_communicator_t *comm, const float *src,
+                    float *rbuf, size_t count, const qtopo_call_t *call, qtopo_sra_args_t *a,
+                    qtopo_sra_stats_t *stats)
+{
+    int size = ompi_comm_size(comm), rank = ompi_comm_rank(comm), rc;
+    mca_coll_qtopo_pml_ctx_t ctx;
+    qtopo_xport_t x;
+
+    mca_coll_qtopo_xport_pml_init(&x, &ctx, comm, NULL, rank, size);
+    ctx.fail_waits = fail_waits;
+    if (32 == call->bits) {
+        rc = qtopo_ring_allreduce(&x, src, rbuf, count, call->segment, call->scratch);
+        stats->bytes_sent = qtopo_ring_bytes_sent(count, size, rank, QTOPO_RING_BOTH);
+    } else {
+        rc = qtopo_sra_allreduce(&x, src, rbuf, count, a, call->scratch, stats);
+    }
+    return xport_rc(rc);
+}
+
+/* Hierarchical: fp32 inside the node, the flat algorithm on the rail group. */
+static int run_hier(const mca_coll_qtopo_module_t *m, bool fail_waits,
+                    struct ompi_communicator_t *comm, const float *src, float *rbuf,
+                    size_t count, const qtopo_call_t *call, const qtopo_sra_args_t *sra,
+                    qtopo_sra_stats_t *stats)
+{
+    const qtopo_nodes_t *t = &m->nodes;
+    mca_coll_qtopo_pml_ctx_t node_ctx, rail_ctx;
+    qtopo_xport_t node_x, rail_x;
+    qtopo_hier_args_t a;
+
+    a.seg_bytes = call->segment;
+    a.quantize = 32 != call->bits;
+    a.sra = *sra;
+    mca_coll_qtopo_xport_pml_init(&node_x, &node_ctx, comm, t->node_ranks, t->local_rank,
+                                  t->local_size);
+    mca_coll_qtopo_xport_pml_init(&rail_x, &rail_ctx, comm, t->rail_ranks, t->rail_index,
+                                  t->rail_size);
+    node_ctx.fail_waits = rail_ctx.fail_waits = fail_waits;
+    return xport_rc(qtopo_hier_allreduce(&node_x, &rail_x, src, rbuf, count, &a, call->scratch,
+                                         stats));
 }
 
 static double seconds_now(void)
@@ -212,42 +334,81 @@ static double seconds_now(void)
     return (double) ts.tv_sec + 1e-9 * (double) ts.tv_nsec;
 }
 
-static int run_call(mca_coll_qtopo_module_t *m, const float *src, float *rbuf, size_t count,
-                    struct ompi_communicator_t *comm)
+/*
+ * Quantized results are bit-identical on every rank only if every rank decodes with
+ * the same arithmetic: a process with flush-to-zero or denormals-are-zero on (a
+ * framework's "flush denormal" switch) would turn denormal scales and sums into 0
+ * where the others do not. The call runs with both off and restores the caller's mode.
+ */
+static unsigned fp_mode_enter(void)
+{
+#if defined(__x86_64__) || defined(__i386__)
+    unsigned saved = _mm_getcsr();
+
+    _mm_setcsr(saved & ~(unsigned) (_MM_FLUSH_ZERO_ON | 0x0040 /* DAZ */));
+    return saved;
+#else
+    return 0;
+#endif
+}
+
+static void fp_mode_leave(unsigned saved)
+{
+#if defined(__x86_64__) || defined(__i386__)
+    _mm_setcsr(saved);
+#else
+    (void) saved;
+#endif
+}
+
+static int run_call(mca_coll_qtopo_module_t *m, const mca_coll_qtopo_settings_t *s,
+                    const float *src, float *rbuf, size_t count, struct ompi_communicator_t *comm,
+                    const qtopo_call_t *call)
 {
     mca_coll_qtopo_counters_t k = {0};
     qtopo_sra_stats_t stats = {0, 0.0};
-    qtopo_call_t call;
+    qtopo_sra_args_t a;
+    bool fail;
     double t0 = seconds_now();
-    bool hier;
+    unsigned fp_mode = fp_mode_enter();
     int rc;
 
-    if (!m->topo_ready) {
-        rc = mca_coll_qtopo_topo_discover(m, comm);
-        if (OMPI_SUCCESS != rc) {
-            return rc;
-        }
+    fill_sra_args(s, comm, call, &a);
+    if (32 != call->bits && s->error_feedback) {
+        a.residual = ef_residual(m, comm, s, src, count, call->hier);
     }
-    choose_setting(m, count * sizeof(float), &call);
-    hier = use_hier(m, &call, count * sizeof(float));
-    if (hier) {
-        rc = run_hier(m, comm, src, rbuf, count, &call, &stats);
+    fail = mca_coll_qtopo_fault("xport", m->comm_rank, call->index);
+    if (call->hier) {
+        rc = run_hier(m, fail, comm, src, rbuf, count, call, &a, &stats);
     } else {
-        rc = run_flat(m, comm, src, rbuf, count, &call, &stats);
+        rc = run_flat(fail, comm, src, rbuf, count, call, &a, &stats);
     }
-    if (OMPI_SUCCESS == rc) {
-        k.calls_handled = 1;
-        k.bytes_wire = (unsigned long) stats.bytes_sent;
-        k.usec_code = (unsigned long) (stats.code_seconds * 1e6);
-        k.calls_quantized = 32 != call.bits;
-        k.bytes_logical = (unsigned long) (count * sizeof(float));
-        k.usec_total = (unsigned long) ((seconds_now() - t0) * 1e6);
-        mca_coll_qtopo_count(m, &k);
-        QTOPO_VERBOSE(2, "allreduce #%lu of %zu floats on %s: %s, %d bits, block %d, segment %zu",
-                      (unsigned long) call.index, count, comm->c_name, hier ? "hier" : "flat",
-                      call.bits, call.block, call.segment);
+    fp_mode_leave(fp_mode);
+    if (OMPI_SUCCESS != rc) {
+        return rc;
     }
-    return rc;
+    k.calls_handled = 1;
+    k.bytes_wire = (unsigned long) stats.bytes_sent;
+    k.usec_code = (unsigned long) (stats.code_seconds * 1e6);
+    k.calls_quantized = 32 != call->bits;
+    k.bytes_logical = (unsigned long) (count * sizeof(float));
+    k.usec_total = (unsigned long) ((seconds_now() - t0) * 1e6);
+    mca_coll_qtopo_count(m, &k);
+    QTOPO_VERBOSE(2, "allreduce #%lu of %zu floats on %s: %s, %d bits, block %d, segment %zu",
+                  (unsigned long) call->index, count, comm->c_name, call->hier ? "hier" : "flat",
+                  call->bits, call->block, call->segment);
+    return OMPI_SUCCESS;
+}
+
+/* A call that failed after the agreement: every rank learns that qtopo is off here
+ * (the notice also wakes ranks waiting for this one), and the memory that detached
+ * sends may still read is never freed. */
+static void fail_call(mca_coll_qtopo_module_t *m, struct ompi_communicator_t *comm, int count)
+{
+    m->scratch_pinned = true;
+    opal_output(0, "coll:qtopo: rank %d: allreduce of %d floats on %s failed; qtopo is off on "
+                "this communicator from now on", m->comm_rank, count, comm->c_name);
+    mca_coll_qtopo_notify_off(m, comm);
 }
 
 int mca_coll_qtopo_allreduce(const void *sbuf, void *rbuf, int count,
@@ -256,23 +417,25 @@ int mca_coll_qtopo_allreduce(const void *sbuf, void *rbuf, int count,
 {
     mca_coll_qtopo_module_t *m = (mca_coll_qtopo_module_t *) module;
     const float *src = (MPI_IN_PLACE == sbuf) ? (const float *) rbuf : (const float *) sbuf;
+    mca_coll_qtopo_settings_t s;
+    qtopo_call_t call;
     int rc;
 
-    if (!qtopo_takes_call(m, count, dtype, op)) {
-        mca_coll_qtopo_counters_t fallback = {0};
-        fallback.calls_fallback = 1;
-        mca_coll_qtopo_count(m, &fallback);
-        return m->prev_allreduce(sbuf, rbuf, count, dtype, op, comm, m->prev_allreduce_module);
+    if (!call_eligible(m, count, dtype, op, &s)) {
+        return hand_on(m, sbuf, rbuf, count, dtype, op, comm);
     }
-
     m->busy = true;
-    rc = run_call(m, src, (float *) rbuf, (size_t) count, comm);
-    m->busy = false;
-    if (OMPI_SUCCESS != rc) {
-        /* an out-of-memory or transport failure: stop using qtopo on this communicator */
-        m->failed = true;
-        opal_output(0, "coll:qtopo: allreduce of %d floats on %s failed (%d); qtopo is off "
-                    "for this communicator from now on", count, comm->c_name, rc);
+    if (QTOPO_RUN != agree_call(m, comm, &s, (size_t) count, &call)) {
+        m->busy = false;
+        return hand_on(m, sbuf, rbuf, count, dtype, op, comm);
     }
+    drop_stale_residuals(m);
+    rc = run_call(m, &s, src, (float *) rbuf, (size_t) count, comm, &call);
+    if (OMPI_SUCCESS != rc) {
+        fail_call(m, comm, count);
+    } else if (QTOPO_SCRATCH_KEEP_BYTES < m->scratch_size) {
+        release_scratch(m);
+    }
+    m->busy = false;
     return rc;
 }

@@ -308,6 +308,26 @@ static void dequant_block(const qtopo_codec_kernels_t *kern, const uint8_t *code
     }
 }
 
+/* A block of one value (scale 0): every element is the header's mid, bit for bit, so a
+ * block of -0.0 (whose sum in fp32 is -0.0) stays -0.0 rather than mid + 0 * code. */
+static void const_block(float mid, size_t len, float *out, int add)
+{
+    for (size_t i = 0; i < len; ++i) {
+        out[i] = add ? out[i] + mid : mid;
+    }
+}
+
+/* Every element is -0.0 (the range, which compares -0.0 and +0.0 as equal, was 0..0). */
+static int all_negative_zero(const float *x, size_t len)
+{
+    for (size_t i = 0; i < len; ++i) {
+        if (!signbit(x[i])) {
+            return 0;
+        }
+    }
+    return 1;
+}
+
 /* ---- block headers ---------------------------------------------------- */
 
 /* The decoder's acceptance test for a non-raw b <= 8 header; it also makes
@@ -442,6 +462,9 @@ static int encode_block(encoder_t *e, const float *x, size_t len, uint8_t *hdr,
     if (16 == bits) {
         store_u32(hdr, 0);
     } else if (make_header(lo, hi, (1 << bits) - 1, &mid, &scale)) {
+        if (0.0f == scale && 0.0f == mid && all_negative_zero(x, len)) {
+            mid = -0.0f;
+        }
         store_f32(hdr, scale);
         store_f32(hdr + 4, mid);
     } else {
@@ -623,6 +646,8 @@ static int decode_all(const void *src, size_t size, size_t n, const qtopo_codec_
         if (1 == read_header(hdr, p->bits, &mid, &scale)) {
             raw_block(raw, len, out + off, add);
             raw += len * sizeof(float);
+        } else if (16 != p->bits && 0.0f == scale) {
+            const_block(mid, len, out + off, add);
         } else {
             dqblock_init(&d, p->bits, mid, scale, 0);
             dequant_block(kern, hdr + header_bytes(p->bits), len, &d, out + off, add);

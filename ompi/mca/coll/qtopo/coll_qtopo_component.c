@@ -19,6 +19,11 @@
 #include "opal/util/proc.h"
 #include "opal/util/show_help.h"
 
+/* The lock MPI_T_cvar_write holds while it sets a variable (ompi/mpi/tool/mpit-internal.h,
+ * which includes a header Debian does not install). */
+void ompi_mpit_lock(void);
+void ompi_mpit_unlock(void);
+
 static int qtopo_register(void);
 static int qtopo_open(void);
 static int qtopo_close(void);
@@ -206,6 +211,13 @@ static int qtopo_register(void)
                  "hierarchy on one host); 0 (default) uses the real node layout",
                  MCA_BASE_VAR_TYPE_INT, NULL, OPAL_INFO_LVL_9, false, &c->node_size);
     register_quantization_params(c);
+    c->fault = NULL;
+    register_var("fault",
+                 "For tests only: make one rank fail at one call, \"WHAT:RANK:CALL\" with WHAT "
+                 "alloc (its scratch allocation fails before the call) or xport (its transport "
+                 "fails inside the call), RANK its rank in the communicator and CALL the call "
+                 "number on it (0 = the first call qtopo takes)",
+                 MCA_BASE_VAR_TYPE_STRING, NULL, OPAL_INFO_LVL_9, true, &c->fault);
     c->verbose = 0;
     register_var("verbose",
                  "Verbosity of coll/qtopo: 0 silent, 1 setup decisions and a per-communicator "
@@ -233,6 +245,16 @@ static int qtopo_close(void)
     return OMPI_SUCCESS;
 }
 
+static void show_help_va(const char *topic, va_list ap)
+{
+    char *msg = opal_show_help_vstring("help-coll-qtopo.txt", topic, true, ap);
+
+    if (NULL != msg) {
+        opal_output(0, "%s", msg);
+        free(msg);
+    }
+}
+
 /*
  * Prints a help text of help-coll-qtopo.txt from the first process of the job only:
  * what qtopo reports concerns settings that are equal on every process. (Open MPI
@@ -242,21 +264,26 @@ static int qtopo_close(void)
 void mca_coll_qtopo_show_help(const char *topic, ...)
 {
     va_list ap;
-    char *msg;
 
     if (0 != opal_proc_local_get()->proc_name.vpid) {
         return;
     }
     va_start(ap, topic);
-    msg = opal_show_help_vstring("help-coll-qtopo.txt", topic, true, ap);
+    show_help_va(topic, ap);
     va_end(ap);
-    if (NULL != msg) {
-        opal_output(0, "%s", msg);
-        free(msg);
-    }
 }
 
-/* Reports a bad parameter value once per process and value. */
+void mca_coll_qtopo_show_help_here(const char *topic, ...)
+{
+    va_list ap;
+
+    va_start(ap, topic);
+    show_help_va(topic, ap);
+    va_end(ap);
+}
+
+/* Reports a bad parameter value once per process and value. Called with the MPI_T lock
+ * held (mca_coll_qtopo_settings_read), which also guards `last`. */
 static void report_bad_param(const char *name, const char *value, const char *reason)
 {
     static char last[512];
@@ -318,41 +345,129 @@ static bool rules_valid(const char *text, char **cached_text, qtopo_rules_t *rul
     return true;
 }
 
+static const char *const setting_names[QTOPO_NSETTINGS] = {
+    [QTOPO_SET_BITS] = "coll_qtopo_bits",
+    [QTOPO_SET_BLOCK] = "coll_qtopo_block_size",
+    [QTOPO_SET_ROUNDING] = "coll_qtopo_rounding",
+    [QTOPO_SET_SEED] = "coll_qtopo_seed",
+    [QTOPO_SET_MIN_BYTES] = "coll_qtopo_min_bytes",
+    [QTOPO_SET_SEGMENT] = "coll_qtopo_segment_size",
+    [QTOPO_SET_RATIO] = "coll_qtopo_ratio",
+    [QTOPO_SET_WARMUP] = "coll_qtopo_warmup",
+    [QTOPO_SET_RULES] = "coll_qtopo_rules",
+    [QTOPO_SET_ALGORITHM] = "coll_qtopo_algorithm",
+    [QTOPO_SET_HIER_MIN] = "coll_qtopo_hier_min_bytes",
+    [QTOPO_SET_NODE_SIZE] = "coll_qtopo_node_size",
+};
+
+const char *mca_coll_qtopo_setting_name(int i)
+{
+    return setting_names[i];
+}
+
+/* FNV-1a of a string (NULL and "" hash alike: both mean "no rules"). */
+static uint64_t text_hash(const char *text)
+{
+    uint64_t h = 0xcbf29ce484222325ULL;
+
+    for (; NULL != text && '\0' != *text; ++text) {
+        h = (h ^ (uint8_t) *text) * 0x100000001b3ULL;
+    }
+    return h;
+}
+
+static void copy_settings(const mca_coll_qtopo_component_t *c, mca_coll_qtopo_settings_t *s)
+{
+    uint64_t ratio_bits;
+
+    s->bits = c->bits;
+    s->block_size = c->block_size;
+    s->rounding = c->rounding;
+    s->seed = c->seed;
+    s->min_bytes = c->min_bytes;
+    s->segment_size = c->segment_size;
+    s->ratio = c->ratio;
+    s->warmup = c->warmup;
+    s->algorithm = c->algorithm;
+    s->hier_min_bytes = c->hier_min_bytes;
+    s->error_feedback = c->error_feedback;
+    s->ef_max_bytes = c->ef_max_bytes;
+    memcpy(&ratio_bits, &s->ratio, sizeof(ratio_bits));
+    s->wire[QTOPO_SET_BITS] = (uint64_t) s->bits;
+    s->wire[QTOPO_SET_BLOCK] = (uint64_t) s->block_size;
+    s->wire[QTOPO_SET_ROUNDING] = (uint64_t) s->rounding;
+    s->wire[QTOPO_SET_SEED] = (uint64_t) s->seed;
+    s->wire[QTOPO_SET_MIN_BYTES] = (uint64_t) s->min_bytes;
+    s->wire[QTOPO_SET_SEGMENT] = (uint64_t) s->segment_size;
+    s->wire[QTOPO_SET_RATIO] = ratio_bits;
+    s->wire[QTOPO_SET_WARMUP] = (uint64_t) s->warmup;
+    s->wire[QTOPO_SET_RULES] = text_hash(c->rules);
+    s->wire[QTOPO_SET_ALGORITHM] = (uint64_t) s->algorithm;
+    s->wire[QTOPO_SET_HIER_MIN] = (uint64_t) s->hier_min_bytes;
+    s->wire[QTOPO_SET_NODE_SIZE] = (uint64_t) c->node_size;
+}
+
 /*
- * Checks the current parameter values. A bad one is reported once and qtopo falls
- * back. The values must be equal on all ranks, so all ranks reach the same verdict.
+ * Reads the parameters. An MPI_T write replaces (and frees) coll_qtopo_rules while it
+ * holds the MPI_T lock: taking the same lock makes the copy consistent and keeps the
+ * string alive while it is compared and parsed. A bad value is reported once and
+ * qtopo hands the call on; the values must be equal on all ranks, which the agreement
+ * checks (coll_qtopo_agree.c).
  */
-bool mca_coll_qtopo_params_valid(mca_coll_qtopo_module_t *m)
+bool mca_coll_qtopo_settings_read(mca_coll_qtopo_module_t *m, mca_coll_qtopo_settings_t *s)
 {
     mca_coll_qtopo_component_t *c = &mca_coll_qtopo_component;
     char *text = NULL;
     qtopo_rules_t rules;
-    bool ok;
 
-    if (!numbers_valid(c)) {
-        return false;
+    ompi_mpit_lock();
+    copy_settings(c, s);
+    s->valid = numbers_valid(c);
+    if (s->valid && NULL != m) {
+        s->valid = rules_valid(c->rules, &m->rules_text, &m->rules);
+    } else if (s->valid) {
+        s->valid = rules_valid(c->rules, &text, &rules);
+        free(text);
     }
-    if (NULL != m) {
-        return rules_valid(c->rules, &m->rules_text, &m->rules);
-    }
-    ok = rules_valid(c->rules, &text, &rules);
-    free(text);
-    return ok;
+    ompi_mpit_unlock();
+    return s->valid;
 }
 
-static void add_counts(mca_coll_qtopo_counters_t *to, const mca_coll_qtopo_counters_t *d)
+/* The fault "what:rank:call" is set for this rank and call. */
+bool mca_coll_qtopo_fault(const char *what, int rank, uint64_t call)
 {
-    __atomic_fetch_add(&to->calls_handled, d->calls_handled, __ATOMIC_RELAXED);
-    __atomic_fetch_add(&to->calls_quantized, d->calls_quantized, __ATOMIC_RELAXED);
-    __atomic_fetch_add(&to->calls_fallback, d->calls_fallback, __ATOMIC_RELAXED);
-    __atomic_fetch_add(&to->bytes_logical, d->bytes_logical, __ATOMIC_RELAXED);
-    __atomic_fetch_add(&to->bytes_wire, d->bytes_wire, __ATOMIC_RELAXED);
-    __atomic_fetch_add(&to->usec_total, d->usec_total, __ATOMIC_RELAXED);
-    __atomic_fetch_add(&to->usec_code, d->usec_code, __ATOMIC_RELAXED);
+    char kind[16];
+    unsigned long long at;
+    bool hit = false;
+    int who;
+
+    ompi_mpit_lock();
+    if (NULL != mca_coll_qtopo_component.fault
+        && 3 == sscanf(mca_coll_qtopo_component.fault, "%15[a-z]:%d:%llu", kind, &who, &at)) {
+        hit = 0 == strcmp(kind, what) && who == rank && at == call;
+    }
+    ompi_mpit_unlock();
+    return hit;
+}
+
+/* Only the counts that changed are added: the process totals atomically (calls on
+ * several communicators run at once), the module's plainly (one call at a time). */
+static void add_counts(mca_coll_qtopo_counters_t *total, mca_coll_qtopo_counters_t *mine,
+                       const mca_coll_qtopo_counters_t *d)
+{
+    const unsigned long *from = (const unsigned long *) d;
+    unsigned long *to = (unsigned long *) total, *own = (unsigned long *) mine;
+    size_t i;
+
+    for (i = 0; i < sizeof(*d) / sizeof(unsigned long); ++i) {
+        if (0 != from[i]) {
+            __atomic_fetch_add(&to[i], from[i], __ATOMIC_RELAXED);
+            own[i] += from[i];
+        }
+    }
 }
 
 void mca_coll_qtopo_count(mca_coll_qtopo_module_t *m, const mca_coll_qtopo_counters_t *delta)
 {
-    add_counts(&mca_coll_qtopo_component.counters, delta);
-    add_counts(&m->counters, delta);
+    add_counts(&mca_coll_qtopo_component.counters, &m->counters, delta);
 }

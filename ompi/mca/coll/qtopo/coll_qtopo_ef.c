@@ -15,6 +15,8 @@ typedef struct ef_entry {
     uint64_t comm_id;
     uintptr_t addr;
     size_t count;
+    size_t len;      /* floats in residual[] */
+    uint64_t layout; /* what the residual's elements mean (see coll_qtopo_ef.h) */
     struct ef_entry *chain; /* next in the same hash bucket */
     struct ef_entry *newer; /* LRU list neighbours */
     struct ef_entry *older;
@@ -99,7 +101,7 @@ static void remove_entry(qtopo_ef_store_t *store, ef_entry_t *e)
     }
     *link = e->chain;
     lru_unlink(store, e);
-    store->used_bytes -= qtopo_ef_entry_bytes(e->count);
+    store->used_bytes -= qtopo_ef_entry_bytes(e->len);
     store->entries--;
     free(e);
 }
@@ -150,10 +152,11 @@ static void maybe_grow(qtopo_ef_store_t *store)
 }
 
 static ef_entry_t *insert(qtopo_ef_store_t *store, uint64_t comm_id, uintptr_t addr,
-                          size_t count, size_t bytes)
+                          size_t count, size_t len, uint64_t layout)
 {
+    size_t b, bytes = qtopo_ef_entry_bytes(len);
     ef_entry_t *e;
-    size_t b;
+
     while (store->max_bytes - store->used_bytes < bytes) {
         remove_entry(store, store->oldest);
     }
@@ -165,6 +168,8 @@ static ef_entry_t *insert(qtopo_ef_store_t *store, uint64_t comm_id, uintptr_t a
     e->comm_id = comm_id;
     e->addr = addr;
     e->count = count;
+    e->len = len;
+    e->layout = layout;
     b = bucket_of(store->nbuckets, comm_id, addr, count);
     e->chain = store->buckets[b];
     store->buckets[b] = e;
@@ -174,21 +179,31 @@ static ef_entry_t *insert(qtopo_ef_store_t *store, uint64_t comm_id, uintptr_t a
     return e;
 }
 
-float *qtopo_ef_lookup(qtopo_ef_store_t *store, uint64_t comm_id, uintptr_t addr, size_t count)
+float *qtopo_ef_lookup_layout(qtopo_ef_store_t *store, uint64_t comm_id, uintptr_t addr,
+                              size_t count, size_t len, uint64_t layout)
 {
     ef_entry_t *e;
-    size_t bytes = qtopo_ef_entry_bytes(count);
-    if (NULL == store || 0 == count || store->max_bytes < bytes) {
+
+    if (NULL == store || 0 == len || store->max_bytes < qtopo_ef_entry_bytes(len)) {
         return NULL;
     }
     e = find(store, comm_id, addr, count);
+    if (NULL != e && (e->len != len || e->layout != layout)) {
+        remove_entry(store, e); /* made for another layout: meaningless now */
+        e = NULL;
+    }
     if (NULL != e) {
         lru_unlink(store, e);
         lru_push_newest(store, e);
     } else {
-        e = insert(store, comm_id, addr, count, bytes);
+        e = insert(store, comm_id, addr, count, len, layout);
     }
     return NULL != e ? e->residual : NULL;
+}
+
+float *qtopo_ef_lookup(qtopo_ef_store_t *store, uint64_t comm_id, uintptr_t addr, size_t count)
+{
+    return qtopo_ef_lookup_layout(store, comm_id, addr, count, count, 0);
 }
 
 void qtopo_ef_forget_comm(qtopo_ef_store_t *store, uint64_t comm_id)

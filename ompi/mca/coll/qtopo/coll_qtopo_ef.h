@@ -38,11 +38,19 @@ void qtopo_ef_store_destroy(qtopo_ef_store_t *store);
  * destroy on this store.
  */
 float *qtopo_ef_lookup(qtopo_ef_store_t *store, uint64_t comm_id, uintptr_t addr, size_t count);
+/*
+ * The same for a caller whose residual covers `len` floats of the buffer arranged in
+ * a way it names by `layout` (split-rail keeps only the 1/L of the buffer its rank
+ * quantizes, arranged by the node layout). An entry of the key made with another len
+ * or layout is dropped and a zero one made: its values belong to other elements.
+ */
+float *qtopo_ef_lookup_layout(qtopo_ef_store_t *store, uint64_t comm_id, uintptr_t addr,
+                              size_t count, size_t len, uint64_t layout);
 /* Drops every residual of a communicator (call it when the communicator is
  * freed: its id may be reused). */
 void qtopo_ef_forget_comm(qtopo_ef_store_t *store, uint64_t comm_id);
 
-/* Bytes charged against the cap: each entry costs qtopo_ef_entry_bytes(count). */
+/* Bytes charged against the cap: each entry costs qtopo_ef_entry_bytes(len). */
 size_t qtopo_ef_store_bytes(const qtopo_ef_store_t *store);
 size_t qtopo_ef_store_entries(const qtopo_ef_store_t *store);
 size_t qtopo_ef_entry_bytes(size_t count);

@@ -74,6 +74,25 @@ static size_t piece_off(const hier_plan_t *p, int b, int k)
     return qtopo_seg_off(p->count, p->nblk, p->L, b, k);
 }
 
+/* Elements of our pieces in the blocks before b: where block b's residual starts. */
+static size_t own_before(size_t count, int nblk, int L, int l, int b)
+{
+    size_t n = 0;
+    int i;
+
+    for (i = 0; i < b; ++i) {
+        n += qtopo_seg_len(count, nblk, L, i, l);
+    }
+    return n;
+}
+
+size_t qtopo_hier_residual_len(size_t count, int local_size, int local_rank)
+{
+    int nblk = qtopo_hier_nblocks(count);
+
+    return own_before(count, nblk, local_size, local_rank, nblk);
+}
+
 static size_t rail_scratch_bytes(size_t piece, int nnodes, const qtopo_hier_args_t *a)
 {
     return a->quantize ? qtopo_sra_scratch_bytes(piece, nnodes, &a->sra)
@@ -194,9 +213,10 @@ static int rail_phase(hier_plan_t *p, float *rbuf, int b)
         return qtopo_ring_allreduce(p->rail_x, rbuf + off, rbuf + off, len, p->a->seg_bytes,
                                     p->rail_scratch);
     }
-    /* stochastic-rounding keys and error-feedback residuals follow the whole buffer */
+    /* stochastic-rounding keys follow the whole buffer; residuals only our pieces */
     sa.elem_base += off;
-    sa.residual = NULL != sa.residual ? sa.residual + off : NULL;
+    sa.residual = NULL != sa.residual ? sa.residual + own_before(p->count, p->nblk, p->L, p->l, b)
+                                      : NULL;
     rc = qtopo_sra_allreduce(p->rail_x, rbuf + off, rbuf + off, len, &sa, p->rail_scratch, &st);
     p->stats.bytes_sent += st.bytes_sent;
     p->stats.code_seconds += st.code_seconds;

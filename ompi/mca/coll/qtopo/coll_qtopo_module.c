@@ -25,7 +25,13 @@ static void qtopo_module_construct(mca_coll_qtopo_module_t *m)
     m->prev_allreduce = NULL;
     m->prev_allreduce_module = NULL;
     m->busy = false;
-    m->failed = false;
+    m->off = false;
+    m->agree_buf = NULL;
+    m->labels = NULL;
+    m->agree_buf_pinned = false;
+    m->reported_mismatch = 0;
+    m->ef_warned = false;
+    m->scratch_pinned = false;
     m->topo_ready = false;
     memset(&m->nodes, 0, sizeof(m->nodes));
     m->ncalls = 0;
@@ -60,7 +66,14 @@ static void print_summary(const mca_coll_qtopo_module_t *m)
 static void qtopo_module_destruct(mca_coll_qtopo_module_t *m)
 {
     print_summary(m);
-    free(m->scratch);
+    /* a failed call may have left sends detached that still read these (pinned) */
+    if (!m->scratch_pinned) {
+        free(m->scratch);
+    }
+    if (!m->agree_buf_pinned) {
+        free(m->agree_buf);
+    }
+    free(m->labels);
     qtopo_ef_store_destroy(m->ef);
     free(m->rules_text);
     qtopo_nodes_free(&m->nodes);
@@ -119,6 +132,7 @@ static int qtopo_module_enable(mca_coll_base_module_t *module, struct ompi_commu
     m->prev_allreduce_module = comm->c_coll->coll_allreduce_module;
     OBJ_RETAIN(m->prev_allreduce_module);
     m->comm_size = ompi_comm_size(comm);
+    m->comm_rank = ompi_comm_rank(comm);
     snprintf(m->comm_name, sizeof(m->comm_name), "%s", comm->c_name);
     QTOPO_VERBOSE(1, "enabled on %s (size %d), falling back to %p", comm->c_name,
                   ompi_comm_size(comm), (void *) m->prev_allreduce_module);
@@ -129,6 +143,7 @@ mca_coll_base_module_t *mca_coll_qtopo_comm_query(struct ompi_communicator_t *co
                                                   int *priority)
 {
     mca_coll_qtopo_component_t *c = &mca_coll_qtopo_component;
+    mca_coll_qtopo_settings_t s;
     mca_coll_qtopo_module_t *m;
 
     if (qtopo_is_only_component()) {
@@ -138,11 +153,20 @@ mca_coll_base_module_t *mca_coll_qtopo_comm_query(struct ompi_communicator_t *co
     if (0 >= c->priority || OMPI_COMM_IS_INTER(comm) || 2 > ompi_comm_size(comm)) {
         return NULL;
     }
-    if (!mca_coll_qtopo_params_valid(NULL)) {
+    if (!mca_coll_qtopo_settings_read(NULL, &s)) {
         return NULL;
     }
     m = OBJ_NEW(mca_coll_qtopo_module_t);
     if (NULL == m) {
+        return NULL;
+    }
+    /* A rank without a module hands every call on; the agreement of the others notices
+     * it (coll_qtopo_agree.c) and hands on too. */
+    m->agree_buf = malloc(2 * (QTOPO_AGREE_FIXED + (size_t) ompi_comm_size(comm))
+                          * sizeof(uint64_t));
+    m->labels = malloc((size_t) ompi_comm_size(comm) * sizeof(int));
+    if (NULL == m->agree_buf || NULL == m->labels) {
+        OBJ_RELEASE(m);
         return NULL;
     }
     m->super.coll_module_enable = qtopo_module_enable;

@@ -2,8 +2,8 @@
  * Topology discovery for a qtopo communicator, lazily on its first handled call.
  *
  * Node membership comes from Open MPI's locality flags: a rank labels its node with
- * the lowest communicator rank that shares it, and one allreduce (MAX over an int
- * array, run by the previous component) gives every rank every label. With
+ * the lowest communicator rank that shares it, and the first call's agreement
+ * (coll_qtopo_agree.c) gives every rank every label. With
  * coll_qtopo_node_size=K, every K consecutive ranks pretend to be a node instead
  * (tests and tuning on one host). From the labels coll_qtopo_nodes.c derives the node
  * and rail groups.
@@ -38,19 +38,9 @@ static int lowest_local_rank(struct ompi_communicator_t *comm)
     return me;
 }
 
-static int node_labels(mca_coll_qtopo_module_t *m, struct ompi_communicator_t *comm, int *labels)
+int mca_coll_qtopo_topo_label(struct ompi_communicator_t *comm, int node_size)
 {
-    int size = ompi_comm_size(comm), k = mca_coll_qtopo_component.node_size, r;
-
-    if (0 < k) {
-        for (r = 0; r < size; ++r) {
-            labels[r] = r / k;
-        }
-        return OMPI_SUCCESS;
-    }
-    labels[ompi_comm_rank(comm)] = lowest_local_rank(comm);
-    return m->prev_allreduce(MPI_IN_PLACE, labels, size, MPI_INT, MPI_MAX, comm,
-                             m->prev_allreduce_module);
+    return 0 < node_size ? ompi_comm_rank(comm) / node_size : lowest_local_rank(comm);
 }
 
 /* coll_qtopo_verbose >= 1: this rank's place in the node structure, its NUMA node,
@@ -75,25 +65,15 @@ static void print_topology(const mca_coll_qtopo_module_t *m, struct ompi_communi
                   0 <= nic ? loc.nics[nic].name : "none");
 }
 
-int mca_coll_qtopo_topo_discover(mca_coll_qtopo_module_t *m, struct ompi_communicator_t *comm)
+int mca_coll_qtopo_topo_build(mca_coll_qtopo_module_t *m, struct ompi_communicator_t *comm,
+                              const int *labels)
 {
-    int size = ompi_comm_size(comm), rc;
-    int *labels = calloc((size_t) size, sizeof(int));
-
-    if (NULL == labels) {
-        return OMPI_ERR_OUT_OF_RESOURCE;
+    if (0 != qtopo_nodes_build(labels, ompi_comm_size(comm), ompi_comm_rank(comm), &m->nodes)) {
+        return -1;
     }
-    rc = node_labels(m, comm, labels);
-    if (OMPI_SUCCESS == rc
-        && 0 != qtopo_nodes_build(labels, size, ompi_comm_rank(comm), &m->nodes)) {
-        rc = OMPI_ERR_OUT_OF_RESOURCE;
-    }
-    free(labels);
-    if (OMPI_SUCCESS == rc) {
-        m->topo_ready = true;
-        print_topology(m, comm);
-    }
-    return rc;
+    m->topo_ready = true;
+    print_topology(m, comm);
+    return 0;
 }
 
 bool mca_coll_qtopo_topo_hier_ok(const mca_coll_qtopo_module_t *m)

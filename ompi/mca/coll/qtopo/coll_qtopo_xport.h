@@ -27,9 +27,10 @@
 typedef struct qtopo_req {
     void *handle;  /* transport-owned; NULL when nothing is pending */
     size_t bytes;  /* after wait() on a receive: bytes received */
+    int recv;      /* set by the transport: the pending request is a receive */
 } qtopo_req_t;
 
-#define QTOPO_REQ_INIT {NULL, 0}
+#define QTOPO_REQ_INIT {NULL, 0, 0}
 
 typedef struct qtopo_xport qtopo_xport_t;
 

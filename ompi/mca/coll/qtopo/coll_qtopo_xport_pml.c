@@ -2,7 +2,7 @@
  * The qtopo transport (coll_qtopo_xport.h) over Open MPI's PML on a communicator.
  *
  * Peers are ranks of the communicator, or of a subgroup given as a table of
- * communicator ranks. All messages use the blocking-allreduce tag: blocking
+ * communicator ranks. All messages use qtopo's data tag (QTOPO_TAG_DATA): blocking
  * collectives on one communicator never overlap, user point-to-point tags are
  * non-negative, and the PML keeps messages between a pair in posting order, which
  * is all the algorithms rely on.
@@ -13,7 +13,6 @@
 #include "coll_qtopo.h"
 #include "coll_qtopo_xport.h"
 
-#include "ompi/mca/coll/base/coll_tags.h"
 #include "ompi/mca/pml/pml.h"
 #include "ompi/request/request.h"
 
@@ -31,9 +30,10 @@ static int pml_isend(qtopo_xport_t *x, int peer, const void *buf, size_t bytes, 
     int rc;
 
     rc = MCA_PML_CALL(isend((void *) buf, bytes, MPI_BYTE, pml_peer(x, peer),
-                            MCA_COLL_BASE_TAG_ALLREDUCE, MCA_PML_BASE_SEND_STANDARD, c->comm,
+                            QTOPO_TAG_DATA, MCA_PML_BASE_SEND_STANDARD, c->comm,
                             &r));
     req->handle = r;
+    req->recv = 0;
     return OMPI_SUCCESS == rc ? QTOPO_XPORT_OK : QTOPO_XPORT_ERR;
 }
 
@@ -43,17 +43,21 @@ static int pml_irecv(qtopo_xport_t *x, int peer, void *buf, size_t cap, qtopo_re
     ompi_request_t *r = NULL;
     int rc;
 
-    rc = MCA_PML_CALL(irecv(buf, cap, MPI_BYTE, pml_peer(x, peer), MCA_COLL_BASE_TAG_ALLREDUCE,
+    rc = MCA_PML_CALL(irecv(buf, cap, MPI_BYTE, pml_peer(x, peer), QTOPO_TAG_DATA,
                             c->comm, &r));
     req->handle = r;
+    req->recv = 1;
     return OMPI_SUCCESS == rc ? QTOPO_XPORT_OK : QTOPO_XPORT_ERR;
 }
 
+/* Waits watch for qtopo's "off" notice (coll_qtopo_agree.c): a rank that failed inside
+ * the call sends it, so no rank waits for data that will never come. A request that
+ * did not complete stays in reqs for abandon(). */
 static int pml_wait(qtopo_xport_t *x, qtopo_req_t *reqs, int n)
 {
-    int i, rc = QTOPO_XPORT_OK;
+    mca_coll_qtopo_pml_ctx_t *c = x->ctx;
+    int i;
 
-    (void) x;
     for (i = 0; i < n; ++i) {
         ompi_request_t *r = reqs[i].handle;
         ompi_status_public_t status;
@@ -61,19 +65,20 @@ static int pml_wait(qtopo_xport_t *x, qtopo_req_t *reqs, int n)
         if (NULL == r) {
             continue;
         }
-        /* ompi_request_wait frees the request and sets r to MPI_REQUEST_NULL */
-        if (OMPI_SUCCESS != ompi_request_wait(&r, &status)) {
-            rc = QTOPO_XPORT_ERR;
+        if (c->fail_waits || OMPI_SUCCESS != mca_coll_qtopo_wait_watched(c->comm, &r, &status,
+                                                                         false)) {
+            return QTOPO_XPORT_ERR;
         }
         reqs[i].bytes = status._ucount;
         reqs[i].handle = NULL;
     }
-    return rc;
+    return QTOPO_XPORT_OK;
 }
 
-/* Receives not yet matched are cancelled; a send cannot be cancelled in every PML, and
- * its receiver posted the matching receive before the call's agreement, so it is
- * waited for. ompi_request_cancel on a send is harmless (ob1 ignores it). */
+/* Receives not yet matched are cancelled. A send cannot be cancelled in every PML (ob1
+ * ignores it) and its receiver may have given up too: it is detached (freed on
+ * completion), so the caller must keep its buffer alive (coll_qtopo_allreduce.c never
+ * frees the scratch memory of a call that failed). */
 static void pml_abandon(qtopo_xport_t *x, qtopo_req_t *reqs, int n)
 {
     int i;
@@ -85,8 +90,12 @@ static void pml_abandon(qtopo_xport_t *x, qtopo_req_t *reqs, int n)
         if (NULL == r) {
             continue;
         }
-        (void) ompi_request_cancel(r);
-        (void) ompi_request_wait(&r, MPI_STATUS_IGNORE);
+        if (reqs[i].recv) {
+            (void) ompi_request_cancel(r);
+            (void) ompi_request_wait(&r, MPI_STATUS_IGNORE);
+        } else {
+            (void) ompi_request_free(&r);
+        }
         reqs[i].handle = NULL;
     }
 }
@@ -97,6 +106,7 @@ void mca_coll_qtopo_xport_pml_init(qtopo_xport_t *x, mca_coll_qtopo_pml_ctx_t *c
 {
     ctx->comm = comm;
     ctx->ranks = ranks;
+    ctx->fail_waits = false;
     x->rank = rank;
     x->size = size;
     x->isend = pml_isend;

@@ -1,0 +1,280 @@
+/*
+ * The per-call agreement: before qtopo runs an MPI_Allreduce, every rank of the
+ * communicator learns that every other rank is about to run it with qtopo, with the
+ * same settings, and able to (memory, valid parameters). A failure on one rank then
+ * ends the call the same way on all of them.
+ *
+ * Protocol
+ *
+ *   1. Each rank that would run the call with qtopo (float sum, count * 4 >= min_bytes,
+ *      qtopo not off) fills a vector of 64-bit words: ready (1/0), count, call number,
+ *      each wire-affecting setting (QTOPO_SET_*) and, on the first call, its node
+ *      label. Every value v is
+ *      sent as v and ~v, and the vector is reduced with MIN: MIN(v) and ~MIN(~v) are
+ *      the smallest and the largest value over all ranks, so one reduction shows both
+ *      whether a value differs and its range.
+ *   2. The reduction is a dissemination allreduce over the PML with qtopo's own tag
+ *      (ceil(log2 n) rounds; MIN is idempotent, so it needs no power-of-two size). It
+ *      needs a contribution from every rank, so no rank leaves it with a verdict before
+ *      all ranks have entered it.
+ *   3. Verdict, the same on every rank since every rank holds the same reduced vector:
+ *      the call number differs -> qtopo off on this communicator from now on; a
+ *      setting or the count differ -> this call is handed on, with one message naming
+ *      what differs; a rank not ready -> this call is handed on; else run.
+ *      The node labels of the first call give every rank the node map.
+ *
+ * Ranks that do not take part. A rank whose own settings make it hand a call on
+ * (coll_qtopo_priority 0 or a larger coll_qtopo_min_bytes on that rank only) runs the
+ * previous component's allreduce, which sends with MCA_COLL_BASE_TAG_ALLREDUCE, while
+ * the others wait here. qtopo's messages never use that tag, so such a message seen
+ * while waiting can only come from such a rank: the rank that sees it turns qtopo off,
+ * tells every rank so (QTOPO_TAG_OFF notice), and all of them hand the call on, which
+ * joins the lone rank's allreduce: the call completes, correctly, through the previous
+ * component, and qtopo stays off on that communicator. (A previous component that
+ * never sends before it receives would leave both sides waiting; Open MPI's tuned and
+ * basic allreduce algorithms all send first, except basic's linear reduce to root 0.)
+ *
+ * Failures inside a call (after a RUN verdict): the failing rank abandons its requests
+ * (receives cancelled), sends the "off" notice to every rank and returns an error;
+ * every wait in qtopo watches for that notice, so no rank keeps waiting for the failed
+ * one: a rank that still needed its data abandons and returns an error too, a rank
+ * that had all it needed returns its (correct) result. Every rank then has qtopo off:
+ * the failing one at once, the others when they see the notice, at the latest in the
+ * next call's agreement, which cannot complete without the failed rank.
+ *
+ * Why it cannot deadlock: every wait here and in the transport watches for the notice;
+ * each rank that gives up on qtopo for good sends it to all ranks before it hands any
+ * call on; and an agreement that a rank abandoned is never resumed (qtopo is off), so
+ * no stale agreement message is ever matched by a later one.
+ */
+
+#include "ompi_config.h"
+
+#include <stdio.h>
+#include <string.h>
+
+#include "coll_qtopo.h"
+
+#include "ompi/mca/pml/pml.h"
+
+enum {
+    AG_READY,
+    AG_COUNT,  /* and ~count at AG_COUNT + 1 */
+    AG_CALL = AG_COUNT + 2, /* and ~call */
+    AG_SETTINGS = AG_CALL + 2, /* 2 words per setting */
+};
+
+/* How often a waiting loop looks for notices (every that many polls of its request). */
+#define QTOPO_WATCH_EVERY 64
+
+/* A message with `tag` from any rank is waiting; it is received (so notices do not pile
+ * up in the PML's queue of unexpected messages) when `consume`. */
+static bool message_waiting(struct ompi_communicator_t *comm, int tag, bool consume)
+{
+    ompi_status_public_t st;
+    uint64_t word;
+    int found = 0;
+
+    if (OMPI_SUCCESS != MCA_PML_CALL(iprobe(MPI_ANY_SOURCE, tag, comm, &found, &st))
+        || !found) {
+        return false;
+    }
+    if (consume) {
+        (void) MCA_PML_CALL(recv(&word, sizeof(word), MPI_BYTE, st.MPI_SOURCE, tag, comm, &st));
+    }
+    return true;
+}
+
+int mca_coll_qtopo_wait_watched(struct ompi_communicator_t *comm, ompi_request_t **req,
+                                ompi_status_public_t *status, bool foreign)
+{
+    unsigned long polls = 0;
+    int done = 0;
+
+    for (;;) {
+        /* a completed request's error comes back here (the status's error field is
+         * not filled in by a single-request test) */
+        if (OMPI_SUCCESS != ompi_request_test(req, &done, status)) {
+            return OMPI_ERROR;
+        }
+        if (done) {
+            return OMPI_SUCCESS;
+        }
+        if (0 != ++polls % QTOPO_WATCH_EVERY) {
+            continue;
+        }
+        if (message_waiting(comm, QTOPO_TAG_OFF, true)) {
+            return OMPI_ERR_UNREACH;
+        }
+        if (foreign && message_waiting(comm, MCA_COLL_BASE_TAG_ALLREDUCE, false)) {
+            return OMPI_ERR_NOT_AVAILABLE;
+        }
+    }
+}
+
+void mca_coll_qtopo_notify_off(mca_coll_qtopo_module_t *m, struct ompi_communicator_t *comm)
+{
+    uint64_t word = 1;
+    int r;
+
+    m->off = true;
+    for (r = 0; r < ompi_comm_size(comm); ++r) {
+        if (r != ompi_comm_rank(comm)) {
+            /* eight bytes go eagerly: the send completes without the receiver */
+            (void) MCA_PML_CALL(send(&word, sizeof(word), MPI_BYTE, r, QTOPO_TAG_OFF,
+                                     MCA_PML_BASE_SEND_STANDARD, comm));
+        }
+    }
+}
+
+static void put_pair(uint64_t *v, int i, uint64_t value)
+{
+    v[i] = value;
+    v[i + 1] = ~value;
+}
+
+static bool pair_differs(const uint64_t *v, int i)
+{
+    return v[i] != ~v[i + 1];
+}
+
+static void fill_vector(const mca_coll_qtopo_module_t *m, const mca_coll_qtopo_settings_t *s,
+                        size_t count, bool ready, const int *labels, int size, uint64_t *v)
+{
+    int i;
+
+    v[AG_READY] = ready ? 1 : 0;
+    put_pair(v, AG_COUNT, (uint64_t) count);
+    put_pair(v, AG_CALL, m->ncalls);
+    for (i = 0; i < QTOPO_NSETTINGS; ++i) {
+        put_pair(v, AG_SETTINGS + 2 * i, s->wire[i]);
+    }
+    if (NULL != labels) {
+        /* the other ranks' labels are unknown here: UINT64_MAX leaves them to MIN */
+        for (i = 0; i < size; ++i) {
+            v[QTOPO_AGREE_FIXED + i] = UINT64_MAX;
+        }
+        v[QTOPO_AGREE_FIXED + m->comm_rank] = (uint64_t) labels[m->comm_rank];
+    }
+}
+
+/* One round: send v to the rank dist ahead, receive from the rank dist behind, MIN. */
+static int agree_round(mca_coll_qtopo_module_t *m, struct ompi_communicator_t *comm,
+                       uint64_t *v, uint64_t *in, int n, int dist)
+{
+    int size = ompi_comm_size(comm), rank = ompi_comm_rank(comm), rc, i;
+    ompi_request_t *sreq = MPI_REQUEST_NULL, *rreq = MPI_REQUEST_NULL;
+    ompi_status_public_t st;
+    size_t bytes = (size_t) n * sizeof(uint64_t);
+
+    rc = MCA_PML_CALL(irecv(in, bytes, MPI_BYTE, (rank - dist + size) % size, QTOPO_TAG_AGREE,
+                            comm, &rreq));
+    if (OMPI_SUCCESS == rc) {
+        rc = MCA_PML_CALL(isend(v, bytes, MPI_BYTE, (rank + dist) % size, QTOPO_TAG_AGREE,
+                                MCA_PML_BASE_SEND_STANDARD, comm, &sreq));
+    }
+    if (OMPI_SUCCESS == rc) {
+        rc = mca_coll_qtopo_wait_watched(comm, &rreq, &st, true);
+    }
+    if (OMPI_SUCCESS == rc && st._ucount != bytes) {
+        rc = OMPI_ERR_BAD_PARAM; /* a rank sent another vector: labels on one side only */
+    }
+    if (OMPI_SUCCESS == rc) {
+        rc = mca_coll_qtopo_wait_watched(comm, &sreq, &st, true);
+    }
+    if (OMPI_SUCCESS != rc) {
+        /* abandoned for good (qtopo goes off): the send may never be received, so its
+         * buffer must outlive the module */
+        if (MPI_REQUEST_NULL != rreq) {
+            (void) ompi_request_cancel(rreq);
+            (void) ompi_request_wait(&rreq, MPI_STATUS_IGNORE);
+        }
+        if (MPI_REQUEST_NULL != sreq) {
+            (void) ompi_request_free(&sreq);
+            m->agree_buf_pinned = true;
+        }
+        return rc;
+    }
+    for (i = 0; i < n; ++i) {
+        v[i] = in[i] < v[i] ? in[i] : v[i];
+    }
+    return OMPI_SUCCESS;
+}
+
+/* Names the settings that differ, once per communicator and combination. */
+static void report_mismatch(mca_coll_qtopo_module_t *m, struct ompi_communicator_t *comm,
+                            const uint64_t *v)
+{
+    uint64_t which = 0;
+    char text[1024] = "";
+    size_t len = 0;
+    int i;
+
+    for (i = 0; i < QTOPO_NSETTINGS; ++i) {
+        if (pair_differs(v, AG_SETTINGS + 2 * i)) {
+            which |= (uint64_t) 1 << i;
+            len += (size_t) snprintf(text + len, sizeof(text) - len, "%s%s", 0 < len ? ", " : "",
+                                     mca_coll_qtopo_setting_name(i));
+            len = len < sizeof(text) ? len : sizeof(text) - 1;
+        }
+    }
+    if (pair_differs(v, AG_COUNT)) {
+        which |= (uint64_t) 1 << 62;
+        snprintf(text + len, sizeof(text) - len, "%sthe count (from %llu to %llu)",
+                 0 < len ? ", " : "", (unsigned long long) v[AG_COUNT],
+                 (unsigned long long) ~v[AG_COUNT + 1]);
+    }
+    if (which != m->reported_mismatch && 0 == m->comm_rank) {
+        mca_coll_qtopo_show_help_here("settings-differ", comm->c_name, text);
+    }
+    m->reported_mismatch = which;
+}
+
+mca_coll_qtopo_verdict_t mca_coll_qtopo_agree(mca_coll_qtopo_module_t *m,
+                                              struct ompi_communicator_t *comm,
+                                              const mca_coll_qtopo_settings_t *s, size_t count,
+                                              bool ready, int *labels)
+{
+    int size = ompi_comm_size(comm), n = QTOPO_AGREE_FIXED + (NULL != labels ? size : 0);
+    uint64_t *v = m->agree_buf, *in = m->agree_buf + QTOPO_AGREE_FIXED + size;
+    int dist, i, rc = OMPI_SUCCESS;
+
+    fill_vector(m, s, count, ready, labels, size, v);
+    for (dist = 1; OMPI_SUCCESS == rc && dist < size; dist *= 2) {
+        rc = agree_round(m, comm, v, in, n, dist);
+    }
+    if (OMPI_SUCCESS != rc) {
+        /* said by the ranks that saw the cause; the others were told by a notice */
+        if (OMPI_ERR_UNREACH != rc) {
+            opal_output(0, "coll:qtopo: rank %d of %s: %s; qtopo is off on this communicator "
+                        "and MPI_Allreduce runs through the previous component", m->comm_rank,
+                        comm->c_name, OMPI_ERR_NOT_AVAILABLE == rc
+                        ? "a rank runs MPI_Allreduce without qtopo (is coll_qtopo_priority or "
+                          "coll_qtopo_min_bytes set differently on some ranks?)"
+                        : "the agreement before a call failed");
+        }
+        mca_coll_qtopo_notify_off(m, comm);
+        return QTOPO_OFF;
+    }
+    if (pair_differs(v, AG_CALL)) {
+        if (0 == m->comm_rank) {
+            opal_output(0, "coll:qtopo: %s: ranks disagree on the number of allreduce calls so "
+                        "far; qtopo is off on this communicator", comm->c_name);
+        }
+        m->off = true;
+        return QTOPO_OFF;
+    }
+    if (NULL != labels) {
+        for (i = 0; i < size; ++i) {
+            labels[i] = (int) v[QTOPO_AGREE_FIXED + i];
+        }
+    }
+    for (i = AG_COUNT; i < AG_SETTINGS + 2 * QTOPO_NSETTINGS; i += 2) {
+        if (pair_differs(v, i)) {
+            report_mismatch(m, comm, v);
+            return QTOPO_HAND_ON;
+        }
+    }
+    m->reported_mismatch = 0;
+    return 1 == v[AG_READY] ? QTOPO_RUN : QTOPO_HAND_ON;
+}
