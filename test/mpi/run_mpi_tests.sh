@@ -184,6 +184,9 @@ run_case "np=3 2-bit: error feedback off and on again starts afresh" 3 $on --mca
     "$atest" --ef-reset
 run_case "np=4 node_size=2 2-bit split-rail: error feedback off and on again starts afresh" 4 \
     $on --mca coll_qtopo_bits 2 --mca coll_qtopo_node_size 2 "$atest" --ef-reset
+expect_output "np=3 2-bit: a residual over coll_qtopo_ef_max_bytes is reported" \
+    "no room for the error-feedback residual" 3 $on --mca coll_qtopo_bits 2 \
+    --mca coll_qtopo_ef_max_bytes 4096 "$atest" --ef-reset
 run_case "np=2 lossless, in place, 2^29+3 floats (> 2^31 bytes)" 2 $on "$atest" --huge
 
 echo "$passed passed, $failed failed"

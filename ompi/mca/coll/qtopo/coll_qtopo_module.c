@@ -101,8 +101,8 @@ static void report_missing_fallback(struct ompi_communicator_t *comm)
 {
     static bool reported = false;
 
-    if (!reported) {
-        reported = true;
+    /* communicators may be created by several threads at once */
+    if (!__atomic_exchange_n(&reported, true, __ATOMIC_RELAXED)) {
         mca_coll_qtopo_show_help("no-fallback", comm->c_name);
     }
 }
