@@ -147,7 +147,7 @@ static hier_case_t *hier_new(int nodes, int local, size_t count, int bits, int i
         }
     }
     t->w = mock_world_create(t->n);
-    mock_run(t->n, hier_rank_main, t);
+    mock_world_run(t->w, hier_rank_main, t);
     for (int r = 0; r < t->n; ++r) {
         CHECK(0 == t->rc[r], "%dx%d count=%zu rank %d: rc %d", nodes, local, count, r, t->rc[r]);
     }

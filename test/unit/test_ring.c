@@ -115,7 +115,7 @@ static void run_case(int n, size_t count, size_t seg_bytes, int in_place, int in
             t.out[r][i] = NAN; /* every element must be written */
         }
     }
-    mock_run(n, ring_rank_main, &t);
+    mock_world_run(t.w, ring_rank_main, &t);
     check_results(&t);
     for (r = 0; r < n; ++r) {
         free(t.in[r]);

@@ -94,7 +94,7 @@ static int sra_rank_main(int rank, void *arg)
 static void run_sra(sra_case_t *t)
 {
     t->w = mock_world_create(t->model.n);
-    mock_run(t->model.n, sra_rank_main, t);
+    mock_world_run(t->w, sra_rank_main, t);
     for (int r = 0; r < t->model.n; ++r) {
         CHECK(0 == t->rc[r], "n=%d count=%zu bits=%d rank %d: rc %d", t->model.n, t->model.count,
               t->model.args.codec.bits, r, t->rc[r]);
