@@ -61,6 +61,8 @@ struct mock_world {
     int live, nblocked; /* threads running under mock_world_run, and blocked in a wait */
     void **waiting;     /* waiting[rank]: the request a blocked rank waits on */
     int *kicked;        /* kicked[rank]: released from a deadlock, not yet woken */
+    void ***pend;       /* lifetime modes: pend[rank][0..npend[rank]) its pending requests */
+    size_t *npend;
 };
 
 typedef struct mock_ctx {
@@ -121,6 +123,8 @@ mock_world_t *mock_world_create(int n)
     w->released = calloc((size_t) n, sizeof(*w->released));
     w->waiting = calloc((size_t) n, sizeof(*w->waiting));
     w->kicked = calloc((size_t) n, sizeof(*w->kicked));
+    w->pend = calloc((size_t) n, sizeof(*w->pend));
+    w->npend = calloc((size_t) n, sizeof(*w->npend));
     w->fault_src = -1;
     w->fault_dest = -1;
     if (NULL != env && 0 == strcmp(env, "early")) {
@@ -159,6 +163,11 @@ void mock_world_destroy(mock_world_t *w)
     free(w->released);
     free(w->waiting);
     free(w->kicked);
+    for (p = 0; p < (size_t) w->n; ++p) {
+        free(w->pend[p]);
+    }
+    free(w->pend);
+    free(w->npend);
     pthread_cond_destroy(&w->cv);
     pthread_mutex_destroy(&w->mu);
     free(w);
@@ -182,6 +191,61 @@ int mock_fault_dest(mock_world_t *w)
 }
 
 /* ---- matching and the lifetime checks (all under w->mu) ------------------------------- */
+
+/* The bytes a request's buffer spans, and the rank that owns the request. */
+static void req_span(const void *h, const char **lo, const char **hi, int *owner)
+{
+    const mock_msg_t *m = h;
+    const mock_recv_t *r = h;
+
+    if (KIND_SEND == m->kind) {
+        *lo = m->buf;
+        *hi = *lo + m->src_bytes;
+        *owner = m->src;
+    } else {
+        *lo = r->buf;
+        *hi = *lo + r->cap;
+        *owner = r->dst;
+    }
+}
+
+/* A new request's buffer may overlap no pending receive buffer of its rank, and a new
+ * receive buffer no pending send buffer either (pending sends may share bytes). */
+static void add_pending(mock_world_t *w, void *h)
+{
+    const char *lo, *hi, *plo, *phi;
+    int owner, pown, kind = *(int *) h;
+    size_t i;
+
+    req_span(h, &lo, &hi, &owner);
+    for (i = 0; i < w->npend[owner]; ++i) {
+        void *p = w->pend[owner][i];
+        req_span(p, &plo, &phi, &pown);
+        if ((KIND_RECV == kind || KIND_RECV == *(int *) p) && lo < phi && plo < hi) {
+            violation(w, owner, owner, KIND_RECV == kind
+                      ? "receive posted into the buffer of a pending request"
+                      : "send posted from the buffer of a pending receive");
+        }
+    }
+    w->pend[owner] = realloc(w->pend[owner], (w->npend[owner] + 1) * sizeof(void *));
+    w->pend[owner][w->npend[owner]++] = h;
+}
+
+static void remove_pending(mock_world_t *w, void *h)
+{
+    const char *lo, *hi;
+    int owner;
+    size_t i;
+
+    req_span(h, &lo, &hi, &owner);
+    for (i = 0; i < w->npend[owner]; ++i) {
+        if (w->pend[owner][i] == h) {
+            w->pend[owner][i] = w->pend[owner][--w->npend[owner]];
+            return;
+        }
+    }
+}
+
 
 static void check_send_buffer(mock_world_t *w, const mock_msg_t *m, const char *when)
 {
@@ -207,6 +271,9 @@ static void match(mock_world_t *w, mock_msg_t *m, mock_recv_t *r)
     r->msg = m;
     if (NULL == m->wire) {
         read_send_buffer(w, m);
+    }
+    if (MOCK_LIFETIME_EARLY == w->mode && !is_poison(r->buf, r->cap)) {
+        violation(w, r->src, r->dst, "receive buffer written while the receive was pending");
     }
     if (MOCK_LIFETIME_EARLY == w->mode && m->bytes <= r->cap) {
         memcpy(r->buf, m->wire, m->bytes);
@@ -258,6 +325,7 @@ static int mock_isend(qtopo_xport_t *x, int peer, const void *buf, size_t bytes,
     check_request_free(w, req, m->src, m->dst);
     m->bytes = faulty_size(w, m->src, m->dst, bytes);
     if (lifetime(w)) {
+        add_pending(w, m);
         m->snap = memdup(buf, bytes);
         w->pending++;
         req->handle = m;
@@ -301,6 +369,7 @@ static int mock_irecv(qtopo_xport_t *x, int peer, void *buf, size_t cap, qtopo_r
     pthread_mutex_lock(&w->mu);
     check_request_free(w, req, r->src, r->dst);
     if (lifetime(w)) {
+        add_pending(w, r);
         r->saved = memdup(buf, cap);
         memset(buf, MOCK_POISON, cap);
     }
@@ -395,6 +464,7 @@ static void msg_release(mock_msg_t *m)
 static void send_complete(mock_world_t *w, mock_msg_t *m)
 {
     check_send_buffer(w, m, "send buffer written before the send completed");
+    remove_pending(w, m);
     free(m->snap);
     m->snap = NULL;
     m->send_done = 1;
@@ -429,6 +499,7 @@ static int recv_complete(mock_world_t *w, mock_recv_t *r, qtopo_req_t *req)
             memcpy((char *) r->buf + m->bytes, (char *) r->saved + m->bytes, r->cap - m->bytes);
         }
     }
+    remove_pending(w, r);
     req->bytes = m->bytes;
     m->received = 1;
     w->unreceived--;
@@ -484,6 +555,7 @@ static void recv_cancel(mock_world_t *w, mock_recv_t *r)
     if (NULL != r->saved) {
         memcpy(r->buf, r->saved, r->cap);
     }
+    remove_pending(w, r);
     w->pending--;
     free(r->saved);
     free(r);

@@ -21,8 +21,9 @@
  *                        wait, so an algorithm that reads it before waiting sees NaNs.
  *
  * In both lifetime modes the bytes of a receive buffer beyond the message are poisoned
- * until the wait and restored afterwards (MPI leaves them untouched), and posting on a
- * request that is still pending is reported. What is reported counts in
+ * until the wait and restored afterwards (MPI leaves them untouched); posting on a
+ * request that is still pending, and a receive buffer that overlaps another pending
+ * request's buffer of the same rank, are reported. What is reported counts in
  * mock_violations() and is printed to stderr.
  *
  * Fault injection (any mode): mock_world_set_fault changes the size of one message.
