@@ -33,6 +33,10 @@ int qt_checks_passed, qt_checks_failed;
 typedef struct sra_case {
     sra_model_in_t model; /* n, count, in[], args: what the model needs */
     int in_place;
+    int mode;   /* of the mock transport */
+    long fault; /* when nonzero: message fault_k of rank fault_src is this many bytes off */
+    int fault_src;
+    size_t fault_k;
     mock_world_t *w;
     float **out, **res; /* per rank: output, EF residual (or NULL) */
     qtopo_sra_stats_t *stats;
@@ -91,16 +95,32 @@ static int sra_rank_main(int rank, void *arg)
     return t->rc[rank];
 }
 
+/* Runs the case on a fresh world, which stays in t->w until the next run. */
+static void run_world(sra_case_t *t)
+{
+    if (NULL != t->w) {
+        mock_world_destroy(t->w);
+    }
+    t->w = mock_world_create(t->model.n);
+    mock_world_set_mode(t->w, t->mode);
+    if (0 != t->fault) {
+        mock_world_set_fault(t->w, t->fault_src, t->fault_k, t->fault);
+    }
+    mock_world_run(t->w, sra_rank_main, t);
+}
+
 static void run_sra(sra_case_t *t)
 {
-    t->w = mock_world_create(t->model.n);
-    mock_world_run(t->w, sra_rank_main, t);
+    run_world(t);
     for (int r = 0; r < t->model.n; ++r) {
         CHECK(0 == t->rc[r], "n=%d count=%zu bits=%d rank %d: rc %d", t->model.n, t->model.count,
               t->model.args.codec.bits, r, t->rc[r]);
     }
     CHECK(0 == mock_unmatched(t->w), "%zu messages never received", mock_unmatched(t->w));
-    mock_world_destroy(t->w);
+    CHECK(0 == mock_pending(t->w) && 0 == mock_violations(t->w) && 0 == mock_deadlocks(t->w),
+          "n=%d count=%zu bits=%d mode=%d inplace=%d: %zu requests pending, %zu violations, "
+          "%zu deadlocks", t->model.n, t->model.count, t->model.args.codec.bits, t->mode,
+          t->in_place, mock_pending(t->w), mock_violations(t->w), mock_deadlocks(t->w));
 }
 
 /* ---- cases -------------------------------------------------------------------------- */
@@ -146,6 +166,9 @@ static void case_free(sra_case_t *t)
     free(t->res);
     free(t->stats);
     free(t->rc);
+    if (NULL != t->w) {
+        mock_world_destroy(t->w);
+    }
     free(t);
 }
 
@@ -278,6 +301,153 @@ static double ef_drift(int use_ef)
     return worst;
 }
 
+/* ---- lifetime modes and faults ----------------------------------------------------------- */
+
+static void fill_random(sra_case_t *t, unsigned long long s)
+{
+    for (int r = 0; r < t->model.n; ++r) {
+        for (size_t i = 0; i < t->model.count; ++i) {
+            t->model.in[r][i] = sample(&s, r % 2);
+        }
+    }
+}
+
+static size_t ranks_differing(float *const *a, float *const *b, int n, size_t count)
+{
+    size_t bad = 0;
+
+    for (int r = 0; r < n; ++r) {
+        bad += 0 != memcmp(a[r], b[r], count * sizeof(float));
+    }
+    return bad;
+}
+
+static float **copy_arrays(float *const *a, int n, size_t count)
+{
+    float **c = calloc((size_t) n, sizeof(float *));
+
+    for (int r = 0; r < n; ++r) {
+        c[r] = malloc(count * sizeof(float) + 1);
+        memcpy(c[r], a[r], count * sizeof(float));
+    }
+    return c;
+}
+
+static void free_arrays(float **a, int n)
+{
+    for (int r = 0; r < n; ++r) {
+        free(a[r]);
+    }
+    free(a);
+}
+
+/* One call, or three with error feedback (residuals carried from call to call), in each
+ * mock mode; the lifetime modes must give the eager mode's outputs and residuals bit for
+ * bit (and the eager mode's match the model without error feedback). */
+static void lifetime_sra(int n, size_t count, int bits, int rounding, int in_place, int ef)
+{
+    static const int modes[] = {MOCK_EAGER, MOCK_LIFETIME_EARLY, MOCK_LIFETIME_LATE};
+    sra_case_t *t = case_new(n, count, bits, rounding, 1024, in_place);
+    float **out0 = NULL, **res0 = NULL;
+
+    fill_random(t, 31ULL * (unsigned long long) (n * 100 + bits) + count);
+    if (ef) {
+        t->res = calloc((size_t) n, sizeof(float *));
+        for (int r = 0; r < n; ++r) {
+            t->res[r] = malloc(count * sizeof(float) + 1);
+        }
+    }
+    for (int m = 0; m < 3; ++m) {
+        t->mode = modes[m];
+        for (int r = 0; ef && r < n; ++r) {
+            memset(t->res[r], 0, count * sizeof(float));
+        }
+        for (int c = 0; c < (ef ? 3 : 1); ++c) {
+            t->model.args.call = (uint64_t) c;
+            run_sra(t);
+        }
+        if (!ef && 0 == m) {
+            check_against_model(t, "eager");
+        }
+        if (0 == m) {
+            out0 = copy_arrays(t->out, n, count);
+            res0 = ef ? copy_arrays(t->res, n, count) : NULL;
+            continue;
+        }
+        CHECK(0 == ranks_differing(t->out, out0, n, count)
+                  && (!ef || 0 == ranks_differing(t->res, res0, n, count)),
+              "mode %d n=%d count=%zu bits=%d round=%d inplace=%d ef=%d: outputs or residuals "
+              "differ from the eager mode", t->mode, n, count, bits, rounding, in_place, ef);
+    }
+    free_arrays(out0, n);
+    if (ef) {
+        free_arrays(res0, n);
+    }
+    case_free(t);
+}
+
+/* Message k (first, middle, last) of rank src arrives `delta` bytes off: its receiver
+ * returns an error and never blocks afterwards; nothing stays posted; no rank returns
+ * success with a result other than the clean run's. */
+static void fault_sra(int n, int mode, int src, int where, long delta)
+{
+    sra_case_t *t = case_new(n, 20011, 8, QTOPO_ROUND_STOCHASTIC, 4096, where % 2);
+    float **clean;
+    size_t msgs, wrong = 0;
+    int dest;
+
+    fill_random(t, 17 + (unsigned long long) where);
+    t->mode = mode;
+    run_world(t);
+    clean = copy_arrays(t->out, n, t->model.count);
+    msgs = mock_msgs_sent(t->w, src);
+    t->fault = delta;
+    t->fault_src = src;
+    t->fault_k = 0 == where ? 0 : (1 == where ? msgs / 2 : msgs - 1);
+    run_world(t);
+    dest = mock_fault_dest(t->w);
+    CHECK(0 <= dest && 0 != t->rc[dest], "sra n=%d mode=%d: message %zu of rank %d %+ld bytes: "
+          "receiver %d returned %d", n, mode, t->fault_k, src, delta, dest,
+          0 <= dest ? t->rc[dest] : 0);
+    CHECK(0 <= dest && 0 == mock_released(t->w, dest),
+          "sra n=%d: message %zu of rank %d: receiver %d blocked after the error", n,
+          t->fault_k, src, dest);
+    CHECK(0 == mock_pending(t->w) && 0 == mock_violations(t->w),
+          "sra n=%d message %zu of rank %d: %zu requests left pending, %zu violations", n,
+          t->fault_k, src, mock_pending(t->w), mock_violations(t->w));
+    for (int r = 0; r < n; ++r) {
+        wrong += 0 == t->rc[r] && 0 != memcmp(t->out[r], clean[r], t->model.count * sizeof(float));
+    }
+    CHECK(0 == wrong, "sra n=%d message %zu of rank %d %+ld bytes: %zu ranks returned success "
+          "with a wrong result", n, t->fault_k, src, delta, wrong);
+    free_arrays(clean, n);
+    case_free(t);
+}
+
+static void test_lifetime_and_faults(void)
+{
+    static const int ranks[] = {1, 2, 3, 5, 8};
+    static const int widths[] = {16, 8, 4, 2, 1};
+    static const long deltas[] = {-1, 4, 1 << 20};
+
+    for (size_t ri = 0; ri < sizeof(ranks) / sizeof(ranks[0]); ++ri) {
+        int n = ranks[ri];
+        for (size_t wi = 0; wi < sizeof(widths) / sizeof(widths[0]); ++wi) {
+            int b = widths[wi];
+            lifetime_sra(n, 8009, b, (int) (wi + ri) % 2, 0, 0);
+            lifetime_sra(n, (size_t) n + 1, b, (int) (wi + ri + 1) % 2, 1, 0);
+            lifetime_sra(n, 8009, b, (int) (wi + ri + 1) % 2, 1, 2 == b || 8 == b);
+        }
+        lifetime_sra(n, 5003, 2, QTOPO_ROUND_STOCHASTIC, 0, 1);
+    }
+    for (int where = 0; where < 3; ++where) {
+        for (size_t di = 0; di < sizeof(deltas) / sizeof(deltas[0]); ++di) {
+            fault_sra(3, MOCK_EAGER, where, where, deltas[di]);
+            fault_sra(5, MOCK_LIFETIME_LATE, 4 - where, where, deltas[di]);
+        }
+    }
+}
+
 int main(void)
 {
     static const int ranks[] = {1, 2, 3, 4, 5, 8};
@@ -285,6 +455,7 @@ int main(void)
     size_t ri, wi;
     int rounding;
 
+    test_lifetime_and_faults();
     for (ri = 0; ri < sizeof(ranks) / sizeof(ranks[0]); ++ri) {
         int n = ranks[ri];
         size_t counts[] = {1, (size_t) n + 1, 1000, 65537};
