@@ -510,34 +510,6 @@ static int recv_complete(mock_world_t *w, mock_recv_t *r, qtopo_req_t *req)
     return rc;
 }
 
-static int mock_wait(qtopo_xport_t *x, qtopo_req_t *reqs, int n)
-{
-    mock_ctx_t *c = x->ctx;
-    mock_world_t *w = c->w;
-    int i, rc = QTOPO_XPORT_OK;
-
-    pthread_mutex_lock(&w->mu);
-    for (i = 0; i < n; ++i) {
-        int rc1 = QTOPO_XPORT_OK;
-        if (NULL == reqs[i].handle) {
-            continue;
-        }
-        if (QTOPO_XPORT_OK != block_until_matched(c, reqs[i].handle)) {
-            rc = QTOPO_XPORT_ERR;
-            break; /* released from a deadlock: the rest stays pending */
-        }
-        if (KIND_SEND == *(int *) reqs[i].handle) {
-            send_complete(w, reqs[i].handle);
-        } else {
-            rc1 = recv_complete(w, reqs[i].handle, &reqs[i]);
-        }
-        reqs[i].handle = NULL;
-        rc = QTOPO_XPORT_OK == rc ? rc1 : rc;
-    }
-    pthread_mutex_unlock(&w->mu);
-    return rc;
-}
-
 /* Takes an unmatched receive out of its pair's queue and restores its buffer. */
 static void recv_cancel(mock_world_t *w, mock_recv_t *r)
 {
@@ -561,13 +533,12 @@ static void recv_cancel(mock_world_t *w, mock_recv_t *r)
     free(r);
 }
 
-static void mock_abandon(qtopo_xport_t *x, qtopo_req_t *reqs, int n)
+/* Ends requests without waiting: an unmatched send is completed by copying its bytes,
+ * a matched receive completes, an unmatched one is cancelled. */
+static void abandon_locked(mock_world_t *w, qtopo_req_t *reqs, int n)
 {
-    mock_ctx_t *c = x->ctx;
-    mock_world_t *w = c->w;
     int i;
 
-    pthread_mutex_lock(&w->mu);
     for (i = 0; i < n; ++i) {
         void *h = reqs[i].handle;
         if (NULL == h) {
@@ -587,6 +558,45 @@ static void mock_abandon(qtopo_xport_t *x, qtopo_req_t *reqs, int n)
         }
         reqs[i].handle = NULL;
     }
+}
+
+static int mock_wait(qtopo_xport_t *x, qtopo_req_t *reqs, int n)
+{
+    mock_ctx_t *c = x->ctx;
+    mock_world_t *w = c->w;
+    int i, rc = QTOPO_XPORT_OK;
+
+    pthread_mutex_lock(&w->mu);
+    for (i = 0; i < n; ++i) {
+        int rc1 = QTOPO_XPORT_OK;
+        if (NULL == reqs[i].handle) {
+            continue;
+        }
+        if (QTOPO_XPORT_OK != block_until_matched(c, reqs[i].handle)) {
+            /* released from a deadlock, as from a failed peer: this wait ends every
+             * request it was given, with an error */
+            abandon_locked(w, reqs + i, n - i);
+            rc = QTOPO_XPORT_ERR;
+            break;
+        }
+        if (KIND_SEND == *(int *) reqs[i].handle) {
+            send_complete(w, reqs[i].handle);
+        } else {
+            rc1 = recv_complete(w, reqs[i].handle, &reqs[i]);
+        }
+        reqs[i].handle = NULL;
+        rc = QTOPO_XPORT_OK == rc ? rc1 : rc;
+    }
+    pthread_mutex_unlock(&w->mu);
+    return rc;
+}
+
+static void mock_abandon(qtopo_xport_t *x, qtopo_req_t *reqs, int n)
+{
+    mock_world_t *w = ((mock_ctx_t *) x->ctx)->w;
+
+    pthread_mutex_lock(&w->mu);
+    abandon_locked(w, reqs, n);
     pthread_mutex_unlock(&w->mu);
 }
 

@@ -31,6 +31,8 @@
  * Blocking waits detect deadlock when the world runs under mock_world_run: when every
  * live thread is blocked in a wait, all of them are released with an error (counted in
  * mock_deadlocks and, per rank, mock_released), so a test that would hang fails instead.
+ * A released wait abandons the requests it was given, as a transport would complete them
+ * with an error when a peer failed.
  *
  * abandon() never blocks: a pending send that was not matched yet is completed by
  * copying its bytes (as an eager protocol would; counted in mock_abandoned_sends, since
