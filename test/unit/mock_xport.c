@@ -58,6 +58,7 @@ struct mock_world {
     int fault_src, fault_dest;
     size_t fault_k;
     long fault_delta;
+    int fault_silent;
     int live, nblocked; /* threads running under mock_world_run, and blocked in a wait */
     void **waiting;     /* waiting[rank]: the request a blocked rank waits on */
     int *kicked;        /* kicked[rank]: released from a deadlock, not yet woken */
@@ -178,8 +179,9 @@ void mock_world_set_mode(mock_world_t *w, int mode)
     w->mode = mode;
 }
 
-void mock_world_set_fault(mock_world_t *w, int src, size_t k, long delta)
+void mock_world_set_fault(mock_world_t *w, int src, size_t k, long delta, int silent)
 {
+    w->fault_silent = silent;
     w->fault_src = src;
     w->fault_k = k;
     w->fault_delta = delta;
@@ -308,6 +310,12 @@ static size_t faulty_size(mock_world_t *w, int src, int dst, size_t bytes)
     return bytes + (size_t) w->fault_delta;
 }
 
+/* After a fault with `silent`, the faulty rank sends nothing more, like a failed one. */
+static int lost_after_fault(const mock_world_t *w, int src)
+{
+    return w->fault_silent && src == w->fault_src && w->nsent[src] > w->fault_k + 1;
+}
+
 static int mock_isend(qtopo_xport_t *x, int peer, const void *buf, size_t bytes, qtopo_req_t *req)
 {
     mock_ctx_t *c = x->ctx;
@@ -335,8 +343,12 @@ static int mock_isend(qtopo_xport_t *x, int peer, const void *buf, size_t bytes,
         req->handle = NULL;
     }
     w->bytes_sent[m->src] += bytes;
-    w->unreceived++;
-    if (NULL != p->rcv_head) {
+    if (lost_after_fault(w, m->src)) {
+        m->received = 1; /* never will be: free it once the send completes */
+        if (!lifetime(w)) {
+            msg_free(m);
+        }
+    } else if (w->unreceived++, NULL != p->rcv_head) {
         mock_recv_t *r = p->rcv_head;
         p->rcv_head = r->next;
         match(w, m, r);

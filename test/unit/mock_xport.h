@@ -53,8 +53,9 @@ mock_world_t *mock_world_create(int n);
 void mock_world_destroy(mock_world_t *w);
 void mock_world_set_mode(mock_world_t *w, int mode);
 /* the k-th message (0-based, over all peers) that world rank src sends carries `delta`
- * bytes more (delta > 0, the extra bytes are 0xAB) or fewer (delta < 0) than posted */
-void mock_world_set_fault(mock_world_t *w, int src, size_t k, long delta);
+ * bytes more (delta > 0, the extra bytes are 0xAB) or fewer (delta < 0) than posted;
+ * with `silent`, no later message of src reaches anyone (src failed after sending it) */
+void mock_world_set_fault(mock_world_t *w, int src, size_t k, long delta, int silent);
 /* world rank that received the faulty message's send, -1 if it was never sent */
 int mock_fault_dest(mock_world_t *w);
 

@@ -35,7 +35,7 @@ typedef struct sra_case {
     int in_place;
     int mode;   /* of the mock transport */
     long fault; /* when nonzero: message fault_k of rank fault_src is this many bytes off */
-    int fault_src;
+    int fault_src, fault_silent;
     size_t fault_k;
     mock_world_t *w;
     float **out, **res; /* per rank: output, EF residual (or NULL) */
@@ -104,7 +104,7 @@ static void run_world(sra_case_t *t)
     t->w = mock_world_create(t->model.n);
     mock_world_set_mode(t->w, t->mode);
     if (0 != t->fault) {
-        mock_world_set_fault(t->w, t->fault_src, t->fault_k, t->fault);
+        mock_world_set_fault(t->w, t->fault_src, t->fault_k, t->fault, t->fault_silent);
     }
     mock_world_run(t->w, sra_rank_main, t);
 }
@@ -389,7 +389,9 @@ static void lifetime_sra(int n, size_t count, int bits, int rounding, int in_pla
 /* Message k (first, middle, last) of rank src arrives `delta` bytes off: its receiver
  * returns an error and never blocks afterwards; nothing stays posted; no rank returns
  * success with a result other than the clean run's. */
-static void fault_sra(int n, int mode, int src, int where, long delta)
+static size_t fault_runs, fault_released, fault_abandoned;
+
+static void fault_sra(int n, int mode, int src, int where, long delta, int silent)
 {
     sra_case_t *t = case_new(n, 20011, 8, QTOPO_ROUND_STOCHASTIC, 4096, where % 2);
     float **clean;
@@ -403,6 +405,7 @@ static void fault_sra(int n, int mode, int src, int where, long delta)
     msgs = mock_msgs_sent(t->w, src);
     t->fault = delta;
     t->fault_src = src;
+    t->fault_silent = silent;
     t->fault_k = 0 == where ? 0 : (1 == where ? msgs / 2 : msgs - 1);
     run_world(t);
     dest = mock_fault_dest(t->w);
@@ -417,7 +420,10 @@ static void fault_sra(int n, int mode, int src, int where, long delta)
           t->fault_k, src, mock_pending(t->w), mock_violations(t->w));
     for (int r = 0; r < n; ++r) {
         wrong += 0 == t->rc[r] && 0 != memcmp(t->out[r], clean[r], t->model.count * sizeof(float));
+        fault_released += 0 != mock_released(t->w, r);
     }
+    fault_runs++;
+    fault_abandoned += mock_abandoned_sends(t->w);
     CHECK(0 == wrong, "sra n=%d message %zu of rank %d %+ld bytes: %zu ranks returned success "
           "with a wrong result", n, t->fault_k, src, delta, wrong);
     free_arrays(clean, n);
@@ -442,8 +448,10 @@ static void test_lifetime_and_faults(void)
     }
     for (int where = 0; where < 3; ++where) {
         for (size_t di = 0; di < sizeof(deltas) / sizeof(deltas[0]); ++di) {
-            fault_sra(3, MOCK_EAGER, where, where, deltas[di]);
-            fault_sra(5, MOCK_LIFETIME_LATE, 4 - where, where, deltas[di]);
+            for (int silent = 0; silent < 2; ++silent) {
+                fault_sra(3, MOCK_EAGER, where, where, deltas[di], silent);
+                fault_sra(5, MOCK_LIFETIME_LATE, 4 - where, where, deltas[di], silent);
+            }
         }
     }
 }
@@ -477,5 +485,8 @@ int main(void)
                with);
         CHECK(with * 10.0 < without, "EF drift %.3g is not far below %.3g", with, without);
     }
+    printf("sra faults: %zu runs; ranks other than the receiver that blocked until the "
+           "deadlock detection released them: %zu; sends abandoned unmatched: %zu\n",
+           fault_runs, fault_released, fault_abandoned);
     return qt_check_summary();
 }
