@@ -62,7 +62,7 @@ struct mock_world {
     int live, nblocked; /* threads running under mock_world_run, and blocked in a wait */
     void **waiting;     /* waiting[rank]: the request a blocked rank waits on */
     int *kicked;        /* kicked[rank]: released from a deadlock, not yet woken */
-    void ***pend;       /* lifetime modes: pend[rank][0..npend[rank]) its pending requests */
+    void ***pend;       /* pend[rank][0..npend[rank]): the rank's pending requests */
     size_t *npend;
 };
 
@@ -145,9 +145,43 @@ static void msg_free(mock_msg_t *m)
 
 /* Messages are freed once both sides are done with them; what is left here was never
  * received (or its requests were never completed, which mock_pending reports). */
+static void msg_release(mock_msg_t *m)
+{
+    if (m->send_done && m->received) {
+        msg_free(m);
+    }
+}
+
+/* Frees the requests an algorithm never completed (mock_pending counted them). */
+static void free_pending(mock_world_t *w)
+{
+    size_t p, i;
+
+    for (p = 0; p < (size_t) w->n; ++p) {
+        for (i = 0; i < w->npend[p]; ++i) {
+            mock_msg_t *m = w->pend[p][i];
+            mock_recv_t *r = w->pend[p][i];
+            if (KIND_SEND == m->kind) {
+                m->send_done = 1;
+                msg_release(m); /* else freed with its queue, or by its receive below */
+                continue;
+            }
+            if (NULL != r->msg) {
+                r->msg->received = 1;
+                msg_release(r->msg);
+            }
+            free(r->saved);
+            free(r);
+        }
+        free(w->pend[p]);
+    }
+}
+
 void mock_world_destroy(mock_world_t *w)
 {
     size_t p;
+
+    free_pending(w);
 
     for (p = 0; p < (size_t) w->n * w->n; ++p) {
         while (NULL != w->pairs[p].msg_head) {
@@ -164,9 +198,6 @@ void mock_world_destroy(mock_world_t *w)
     free(w->released);
     free(w->waiting);
     free(w->kicked);
-    for (p = 0; p < (size_t) w->n; ++p) {
-        free(w->pend[p]);
-    }
     free(w->pend);
     free(w->npend);
     pthread_cond_destroy(&w->cv);
@@ -211,8 +242,9 @@ static void req_span(const void *h, const char **lo, const char **hi, int *owner
     }
 }
 
-/* A new request's buffer may overlap no pending receive buffer of its rank, and a new
- * receive buffer no pending send buffer either (pending sends may share bytes). */
+/* Tracks a pending request. In the lifetime modes, its buffer may overlap no pending
+ * receive buffer of its rank, and a receive buffer no pending send buffer either
+ * (pending sends may share bytes). */
 static void add_pending(mock_world_t *w, void *h)
 {
     const char *lo, *hi, *plo, *phi;
@@ -220,7 +252,7 @@ static void add_pending(mock_world_t *w, void *h)
     size_t i;
 
     req_span(h, &lo, &hi, &owner);
-    for (i = 0; i < w->npend[owner]; ++i) {
+    for (i = 0; lifetime(w) && i < w->npend[owner]; ++i) {
         void *p = w->pend[owner][i];
         req_span(p, &plo, &phi, &pown);
         if ((KIND_RECV == kind || KIND_RECV == *(int *) p) && lo < phi && plo < hi) {
@@ -380,8 +412,8 @@ static int mock_irecv(qtopo_xport_t *x, int peer, void *buf, size_t cap, qtopo_r
     p = pair_of(w, r->src, r->dst);
     pthread_mutex_lock(&w->mu);
     check_request_free(w, req, r->src, r->dst);
+    add_pending(w, r);
     if (lifetime(w)) {
-        add_pending(w, r);
         r->saved = memdup(buf, cap);
         memset(buf, MOCK_POISON, cap);
     }
@@ -464,13 +496,6 @@ static int block_until_matched(mock_ctx_t *c, void *handle)
         w->nblocked--;
     }
     return QTOPO_XPORT_OK;
-}
-
-static void msg_release(mock_msg_t *m)
-{
-    if (m->send_done && m->received) {
-        msg_free(m);
-    }
 }
 
 static void send_complete(mock_world_t *w, mock_msg_t *m)
