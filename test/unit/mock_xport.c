@@ -280,7 +280,6 @@ static void remove_pending(mock_world_t *w, void *h)
     }
 }
 
-
 static void check_send_buffer(mock_world_t *w, const mock_msg_t *m, const char *when)
 {
     if (NULL != m->snap && 0 != memcmp(m->buf, m->snap, m->src_bytes)) {

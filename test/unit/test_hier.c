@@ -7,7 +7,12 @@
  *   - quantized, integer data (node sums are exact in fp32): every rank equals, bit
  *     for bit, the specification model of the quantized rail phase run on the node
  *     sums of each slice (keys: the ranks' global numbers, the slice's offset), and
- *     stays within its bound.
+ *     stays within its bound;
+ *   - in both lifetime modes of the mock (mock_xport.h) on 3x2, 2x4, 2x2, 1x3, 3x1, 1x1
+ *     grids, exact and quantized, with error feedback, in place and not: the eager
+ *     mode's outputs and residuals, bit for bit, no buffer-lifetime rule broken;
+ *   - a node or rail message of a wrong size: the receiver errs, never blocks
+ *     afterwards (also when the sender falls silent), leaves nothing posted.
  */
 
 #include <float.h>

@@ -6,6 +6,11 @@
  * bound of a double-precision reference (exact for integer-valued data), total
  * bytes on the wire equal to the bandwidth optimum 2(n-1) * count * 4, nothing left
  * unmatched.
+ *
+ * Also: the same in both lifetime modes of the mock (mock_xport.h) at 1, 2, 3, 5, 8
+ * ranks, bit for bit against the eager mode; message-size faults (the receiver errs,
+ * never blocks afterwards, leaves nothing posted); and six deliberately broken
+ * exchanges that the lifetime modes must catch, so that these checks can fail.
  */
 
 #include <float.h>
@@ -369,7 +374,8 @@ static void test_mock_sees_bugs(void)
 
     fprintf(stderr, "(the mock transport reports below are expected: deliberate bugs)\n");
     for (bug = 0; bug < BUG_NKINDS; ++bug) {
-        int early = broken_run(bug, MOCK_LIFETIME_EARLY), late = broken_run(bug, MOCK_LIFETIME_LATE);
+        int early = broken_run(bug, MOCK_LIFETIME_EARLY);
+        int late = broken_run(bug, MOCK_LIFETIME_LATE);
         if (BUG_WRITE_SEND == bug || BUG_WRITE_RECV == bug || BUG_EAGER_ONLY == bug) {
             CHECK(!broken_run(bug, MOCK_EAGER), "eager mock sees '%s'", names[bug]);
         }

@@ -14,7 +14,12 @@
  *   - NaN/Inf in one rank's input appear exactly where the exact sum has them;
  *   - the bytes on the wire are what the codec sizes say;
  *   - error feedback: over 100 calls the running sum of outputs tracks the running
- *     exact sum far better than without it.
+ *     exact sum far better than without it;
+ *   - in both lifetime modes of the mock (mock_xport.h), every width, 1..8 ranks, in
+ *     place and not, with error feedback: the eager mode's outputs and residuals, bit
+ *     for bit, and no buffer-lifetime rule broken;
+ *   - a message of a wrong size: the receiver errs, never blocks afterwards (also when
+ *     the sender falls silent), leaves nothing posted.
  */
 
 #include <float.h>
