@@ -59,6 +59,8 @@ struct mock_world {
     size_t fault_k;
     long fault_delta;
     int fault_silent;
+    int abandon_waits_sends; /* abandon() waits for a send's receiver, as ob1's does */
+    size_t abandon_blocked;  /* ... and had to be released from a deadlock */
     int live, nblocked; /* threads running under mock_world_run, and blocked in a wait */
     void **waiting;     /* waiting[rank]: the request a blocked rank waits on */
     int *kicked;        /* kicked[rank]: released from a deadlock, not yet woken */
@@ -133,6 +135,8 @@ mock_world_t *mock_world_create(int n)
     } else if (NULL != env && 0 == strcmp(env, "late")) {
         w->mode = MOCK_LIFETIME_LATE;
     }
+    env = getenv("QTOPO_MOCK_ABANDON");
+    w->abandon_waits_sends = NULL != env && 0 == strcmp(env, "wait");
     return w;
 }
 
@@ -216,6 +220,16 @@ void mock_world_set_fault(mock_world_t *w, int src, size_t k, long delta, int si
     w->fault_src = src;
     w->fault_k = k;
     w->fault_delta = delta;
+}
+
+void mock_world_set_abandon_waits_sends(mock_world_t *w, int on)
+{
+    w->abandon_waits_sends = on;
+}
+
+size_t mock_abandon_blocked(mock_world_t *w)
+{
+    return w->abandon_blocked;
 }
 
 int mock_fault_dest(mock_world_t *w)
@@ -629,9 +643,17 @@ static int mock_wait(qtopo_xport_t *x, qtopo_req_t *reqs, int n)
 
 static void mock_abandon(qtopo_xport_t *x, qtopo_req_t *reqs, int n)
 {
-    mock_world_t *w = ((mock_ctx_t *) x->ctx)->w;
+    mock_ctx_t *c = x->ctx;
+    mock_world_t *w = c->w;
+    int i;
 
     pthread_mutex_lock(&w->mu);
+    for (i = 0; w->abandon_waits_sends && i < n; ++i) {
+        if (NULL != reqs[i].handle && KIND_SEND == *(int *) reqs[i].handle
+            && QTOPO_XPORT_OK != block_until_matched(c, reqs[i].handle)) {
+            w->abandon_blocked++;
+        }
+    }
     abandon_locked(w, reqs, n);
     pthread_mutex_unlock(&w->mu);
 }

@@ -56,6 +56,13 @@ void mock_world_set_mode(mock_world_t *w, int mode);
  * bytes more (delta > 0, the extra bytes are 0xAB) or fewer (delta < 0) than posted;
  * with `silent`, no later message of src reaches anyone (src failed after sending it) */
 void mock_world_set_fault(mock_world_t *w, int src, size_t k, long delta, int silent);
+/* Makes abandon() wait for each pending send's receive, as the PML transport does (a
+ * send cannot be cancelled there; QTOPO_MOCK_ABANDON=wait in the environment does the
+ * same); mock_abandon_blocked counts the abandon() calls that
+ * then blocked until the deadlock detection released them: error paths that would hang
+ * once the message is above the eager limit. */
+void mock_world_set_abandon_waits_sends(mock_world_t *w, int on);
+size_t mock_abandon_blocked(mock_world_t *w);
 /* world rank that received the faulty message's send, -1 if it was never sent */
 int mock_fault_dest(mock_world_t *w);
 

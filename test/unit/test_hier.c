@@ -404,7 +404,7 @@ static void lifetime_hier(int nodes, int local, size_t count, int bits, int in_p
  * of the allgather) of rank src arrives `delta` bytes off: its receiver returns an error
  * and never blocks afterwards, nothing stays posted, and no rank returns success with a
  * result other than the clean run's. */
-static size_t fault_runs, fault_released, fault_abandoned;
+static size_t fault_runs, fault_released, fault_abandoned, fault_abandon_blocked;
 
 static void fault_hier(int nodes, int local, int bits, int mode, int src, int where, long delta,
                        int silent)
@@ -441,6 +441,7 @@ static void fault_hier(int nodes, int local, int bits, int mode, int src, int wh
     }
     fault_runs++;
     fault_abandoned += mock_abandoned_sends(t->w);
+    fault_abandon_blocked += mock_abandon_blocked(t->w);
     CHECK(0 == wrong, "split-rail %dx%d: message %zu of rank %d %+ld bytes: %zu ranks returned "
           "success with a wrong result", nodes, local, t->fault_k, src, delta, wrong);
     free_arrays(clean, t->n);
@@ -500,7 +501,8 @@ int main(void)
     test_lossless(2, 3, (size_t) 3 << 20, 0);
     test_quantized(3, 2, (size_t) 5 << 19, 8);
     printf("split-rail faults: %zu runs; ranks other than the receiver that blocked until the "
-           "deadlock detection released them: %zu; sends abandoned unmatched: %zu\n",
-           fault_runs, fault_released, fault_abandoned);
+           "deadlock detection released them: %zu; sends abandoned unmatched: %zu; abandon() "
+           "calls that blocked (QTOPO_MOCK_ABANDON=wait): %zu\n", fault_runs, fault_released,
+           fault_abandoned, fault_abandon_blocked);
     return qt_check_summary();
 }

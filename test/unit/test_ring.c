@@ -238,7 +238,7 @@ static void lifetime_case(int n, size_t count, size_t seg_bytes, int in_place)
  * it must return an error without ever blocking on a peer afterwards (the deadlock
  * detection would release it), nothing may stay posted, and every rank that returns
  * success must hold the correct result. */
-static size_t fault_runs, fault_released, fault_abandoned;
+static size_t fault_runs, fault_released, fault_abandoned, fault_abandon_blocked;
 
 static void fault_case(int n, size_t count, int mode, int src, int where, long delta, int silent)
 {
@@ -274,6 +274,7 @@ static void fault_case(int n, size_t count, int mode, int src, int where, long d
     }
     fault_runs++;
     fault_abandoned += mock_abandoned_sends(t->w);
+    fault_abandon_blocked += mock_abandon_blocked(t->w);
     CHECK(0 == wrong, "ring n=%d message %zu of rank %d: %zu ranks returned success with a "
           "wrong result", n, k, src, wrong);
     free_outputs(clean, n);
@@ -428,7 +429,8 @@ int main(void)
         }
     }
     printf("ring faults: %zu runs; ranks other than the receiver that blocked until the "
-           "deadlock detection released them: %zu; sends abandoned unmatched: %zu\n",
-           fault_runs, fault_released, fault_abandoned);
+           "deadlock detection released them: %zu; sends abandoned unmatched: %zu; abandon() "
+           "calls that blocked (QTOPO_MOCK_ABANDON=wait): %zu\n", fault_runs, fault_released,
+           fault_abandoned, fault_abandon_blocked);
     return qt_check_summary();
 }

@@ -394,7 +394,7 @@ static void lifetime_sra(int n, size_t count, int bits, int rounding, int in_pla
 /* Message k (first, middle, last) of rank src arrives `delta` bytes off: its receiver
  * returns an error and never blocks afterwards; nothing stays posted; no rank returns
  * success with a result other than the clean run's. */
-static size_t fault_runs, fault_released, fault_abandoned;
+static size_t fault_runs, fault_released, fault_abandoned, fault_abandon_blocked;
 
 static void fault_sra(int n, int mode, int src, int where, long delta, int silent)
 {
@@ -429,6 +429,7 @@ static void fault_sra(int n, int mode, int src, int where, long delta, int silen
     }
     fault_runs++;
     fault_abandoned += mock_abandoned_sends(t->w);
+    fault_abandon_blocked += mock_abandon_blocked(t->w);
     CHECK(0 == wrong, "sra n=%d message %zu of rank %d %+ld bytes: %zu ranks returned success "
           "with a wrong result", n, t->fault_k, src, delta, wrong);
     free_arrays(clean, n);
@@ -491,7 +492,8 @@ int main(void)
         CHECK(with * 10.0 < without, "EF drift %.3g is not far below %.3g", with, without);
     }
     printf("sra faults: %zu runs; ranks other than the receiver that blocked until the "
-           "deadlock detection released them: %zu; sends abandoned unmatched: %zu\n",
-           fault_runs, fault_released, fault_abandoned);
+           "deadlock detection released them: %zu; sends abandoned unmatched: %zu; abandon() "
+           "calls that blocked (QTOPO_MOCK_ABANDON=wait): %zu\n", fault_runs, fault_released,
+           fault_abandoned, fault_abandon_blocked);
     return qt_check_summary();
 }
