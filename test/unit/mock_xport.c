@@ -214,12 +214,19 @@ void mock_world_set_mode(mock_world_t *w, int mode)
     w->mode = mode;
 }
 
-void mock_world_set_fault(mock_world_t *w, int src, size_t k, long delta, int silent)
+void mock_world_set_fault(mock_world_t *w, const mock_fault_t *f)
 {
-    w->fault_silent = silent;
-    w->fault_src = src;
-    w->fault_k = k;
-    w->fault_delta = delta;
+    if (0 != f->delta) {
+        w->fault_silent = f->silent;
+        w->fault_src = f->src;
+        w->fault_k = f->k;
+        w->fault_delta = f->delta;
+    }
+}
+
+size_t mock_fault_pick(size_t msgs, int where)
+{
+    return 0 == where ? 0 : (1 == where ? msgs / 2 : msgs - 1);
 }
 
 void mock_world_set_abandon_waits_sends(mock_world_t *w, int on)
@@ -726,6 +733,83 @@ size_t mock_released(mock_world_t *w, int rank)
 size_t mock_abandoned_sends(mock_world_t *w)
 {
     return w->abandoned_sends;
+}
+
+/* ---- per-rank arrays ------------------------------------------------------------------ */
+
+float **mock_arrays_copy(float *const *a, int n, size_t count)
+{
+    float **c = calloc((size_t) n, sizeof(float *));
+    int r;
+
+    for (r = 0; r < n; ++r) {
+        c[r] = malloc(count * sizeof(float) + 1);
+        memcpy(c[r], a[r], count * sizeof(float));
+    }
+    return c;
+}
+
+void mock_arrays_free(float **a, int n)
+{
+    int r;
+
+    for (r = 0; NULL != a && r < n; ++r) {
+        free(a[r]);
+    }
+    free(a);
+}
+
+size_t mock_arrays_differ(float *const *a, float *const *b, int n, size_t count)
+{
+    size_t bad = 0;
+    int r;
+
+    for (r = 0; r < n; ++r) {
+        bad += 0 != memcmp(a[r], b[r], count * sizeof(float));
+    }
+    return bad;
+}
+
+/* ---- fault checks ---------------------------------------------------------------------- */
+
+static size_t fault_runs, fault_released, fault_abandoned, fault_abandon_blocked;
+
+int mock_fault_check(mock_world_t *w, const char *what, const int *rc, float *const *out,
+                     float *const *clean, size_t count)
+{
+    int dest = w->fault_dest, r, ok = 1;
+    size_t wrong = 0;
+
+    if (0 > dest || 0 == rc[dest] || 0 != w->released[dest]) {
+        fprintf(stderr, "%s: receiver %d returned %d, was released from a deadlock %zu times\n",
+                what, dest, 0 <= dest ? rc[dest] : 0, 0 <= dest ? w->released[dest] : 0);
+        ok = 0;
+    }
+    if (0 != w->pending || 0 != w->violations) {
+        fprintf(stderr, "%s: %zu requests left pending, %zu violations\n", what, w->pending,
+                w->violations);
+        ok = 0;
+    }
+    for (r = 0; r < w->n; ++r) {
+        wrong += 0 == rc[r] && 0 != memcmp(out[r], clean[r], count * sizeof(float));
+        fault_released += 0 != w->released[r];
+    }
+    if (0 != wrong) {
+        fprintf(stderr, "%s: %zu ranks returned success with a wrong result\n", what, wrong);
+        ok = 0;
+    }
+    fault_runs++;
+    fault_abandoned += w->abandoned_sends;
+    fault_abandon_blocked += w->abandon_blocked;
+    return ok;
+}
+
+void mock_fault_summary(const char *name)
+{
+    printf("%s faults: %zu runs; ranks other than the receiver that blocked until the deadlock "
+           "detection released them: %zu; sends abandoned unmatched: %zu; abandon() calls that "
+           "blocked (QTOPO_MOCK_ABANDON=wait): %zu\n", name, fault_runs, fault_released,
+           fault_abandoned, fault_abandon_blocked);
 }
 
 /* ---- threads ------------------------------------------------------------------------------ */

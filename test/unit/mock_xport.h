@@ -52,10 +52,19 @@ enum { MOCK_EAGER, MOCK_LIFETIME_EARLY, MOCK_LIFETIME_LATE };
 mock_world_t *mock_world_create(int n);
 void mock_world_destroy(mock_world_t *w);
 void mock_world_set_mode(mock_world_t *w, int mode);
-/* the k-th message (0-based, over all peers) that world rank src sends carries `delta`
- * bytes more (delta > 0, the extra bytes are 0xAB) or fewer (delta < 0) than posted;
- * with `silent`, no later message of src reaches anyone (src failed after sending it) */
-void mock_world_set_fault(mock_world_t *w, int src, size_t k, long delta, int silent);
+/* A fault: the k-th message (0-based, over all peers) that world rank src sends carries
+ * `delta` bytes more (delta > 0, the extra bytes are 0xAB) or fewer (delta < 0) than
+ * posted; with `silent`, no later message of src reaches anyone (src failed after it). */
+typedef struct mock_fault {
+    int src;
+    size_t k;
+    long delta; /* 0: no fault */
+    int silent;
+} mock_fault_t;
+
+void mock_world_set_fault(mock_world_t *w, const mock_fault_t *f);
+/* the first (where = 0), middle (1) or last (2) of `msgs` messages */
+size_t mock_fault_pick(size_t msgs, int where);
 /* Makes abandon() wait for each pending send's receive, as the PML transport does (a
  * send cannot be cancelled there; QTOPO_MOCK_ABANDON=wait in the environment does the
  * same); mock_abandon_blocked counts the abandon() calls that
@@ -88,6 +97,22 @@ size_t mock_deadlocks(mock_world_t *w);
 size_t mock_released(mock_world_t *w, int rank);
 /* pending sends abandon() had to complete before their receive was posted */
 size_t mock_abandoned_sends(mock_world_t *w);
+
+/* Per-rank float arrays of the tests (count floats each): a copy, its release, and the
+ * number of ranks whose arrays differ in any bit. */
+float **mock_arrays_copy(float *const *a, int n, size_t count);
+void mock_arrays_free(float **a, int n);
+size_t mock_arrays_differ(float *const *a, float *const *b, int n, size_t count);
+
+/* Checks a run with an injected fault (mock_world_set_fault): the faulty message's
+ * receiver returned an error and never blocked afterwards (the deadlock detection did
+ * not have to release it), no request is left pending, no lifetime rule was broken, and
+ * every rank that returned success holds its clean-run result (clean[rank]). Prints what
+ * failed, prefixed by `what`, and returns 1 if all holds. Adds to the totals that
+ * mock_fault_summary prints. */
+int mock_fault_check(mock_world_t *w, const char *what, const int *rc, float *const *out,
+                     float *const *clean, size_t count);
+void mock_fault_summary(const char *name);
 
 /* Runs fn(rank, arg) for every rank of the world on its own thread and joins them;
  * returns the number of ranks whose fn returned nonzero. */

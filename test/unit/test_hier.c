@@ -80,9 +80,7 @@ typedef struct hier_case {
     size_t count;
     qtopo_hier_args_t args;
     int in_place, mode;  /* mode of the mock transport */
-    long fault;          /* when nonzero: message fault_k of rank fault_src is this many */
-    int fault_src, fault_silent;       /* bytes off */
-    size_t fault_k;
+    mock_fault_t fault;
     mock_world_t *w;
     float **in, **out, **res; /* res: error-feedback residuals, or NULL */
     qtopo_sra_stats_t *stats;
@@ -168,11 +166,14 @@ static void hier_run(hier_case_t *t)
     if (NULL != t->w) {
         mock_world_destroy(t->w);
     }
+    for (int r = 0; r < t->n; ++r) {
+        for (size_t i = 0; i < t->count; ++i) {
+            t->out[r][i] = NAN; /* every element must be written */
+        }
+    }
     t->w = mock_world_create(t->n);
     mock_world_set_mode(t->w, t->mode);
-    if (0 != t->fault) {
-        mock_world_set_fault(t->w, t->fault_src, t->fault_k, t->fault, t->fault_silent);
-    }
+    mock_world_set_fault(t->w, &t->fault);
     mock_world_run(t->w, hier_rank_main, t);
 }
 
@@ -326,35 +327,6 @@ static void test_scratch_covers_slices(void)
 
 /* ---- lifetime modes and faults ------------------------------------------------------------ */
 
-static float **copy_arrays(float *const *a, int n, size_t count)
-{
-    float **c = calloc((size_t) n, sizeof(float *));
-
-    for (int r = 0; r < n; ++r) {
-        c[r] = malloc(count * sizeof(float) + 1);
-        memcpy(c[r], a[r], count * sizeof(float));
-    }
-    return c;
-}
-
-static void free_arrays(float **a, int n)
-{
-    for (int r = 0; r < n; ++r) {
-        free(a[r]);
-    }
-    free(a);
-}
-
-static size_t ranks_differing(float *const *a, float *const *b, int n, size_t count)
-{
-    size_t bad = 0;
-
-    for (int r = 0; r < n; ++r) {
-        bad += 0 != memcmp(a[r], b[r], count * sizeof(float));
-    }
-    return bad;
-}
-
 /* Split-rail (bits 32: exact) in each mock mode, one call or, with error feedback, two
  * (residuals carried over): the lifetime modes must give the eager mode's outputs and
  * residuals bit for bit, and every rank the same bits. */
@@ -384,19 +356,17 @@ static void lifetime_hier(int nodes, int local, size_t count, int bits, int in_p
         CHECK(0 == count_not_identical(t), "%dx%d bits=%d mode=%d: ranks differ", nodes, local,
               bits, t->mode);
         if (0 == m) {
-            out0 = copy_arrays(t->out, t->n, count);
-            res0 = ef ? copy_arrays(t->res, t->n, count) : NULL;
+            out0 = mock_arrays_copy(t->out, t->n, count);
+            res0 = ef ? mock_arrays_copy(t->res, t->n, count) : NULL;
             continue;
         }
-        CHECK(0 == ranks_differing(t->out, out0, t->n, count)
-                  && (!ef || 0 == ranks_differing(t->res, res0, t->n, count)),
+        CHECK(0 == mock_arrays_differ(t->out, out0, t->n, count)
+                  && (!ef || 0 == mock_arrays_differ(t->res, res0, t->n, count)),
               "mode %d %dx%d count=%zu bits=%d inplace=%d ef=%d: outputs or residuals differ "
               "from the eager mode", t->mode, nodes, local, count, bits, in_place, ef);
     }
-    free_arrays(out0, t->n);
-    if (ef) {
-        free_arrays(res0, t->n);
-    }
+    mock_arrays_free(out0, t->n);
+    mock_arrays_free(res0, t->n);
     hier_free(t);
 }
 
@@ -404,47 +374,25 @@ static void lifetime_hier(int nodes, int local, size_t count, int bits, int in_p
  * of the allgather) of rank src arrives `delta` bytes off: its receiver returns an error
  * and never blocks afterwards, nothing stays posted, and no rank returns success with a
  * result other than the clean run's. */
-static size_t fault_runs, fault_released, fault_abandoned, fault_abandon_blocked;
-
 static void fault_hier(int nodes, int local, int bits, int mode, int src, int where, long delta,
                        int silent)
 {
     hier_case_t *t = hier_setup(nodes, local, 10007, bits, 0);
     float **clean;
-    size_t msgs, wrong = 0;
-    int dest;
+    char what[128];
 
     t->mode = mode;
     t->in_place = where % 2;
     hier_run(t);
-    clean = copy_arrays(t->out, t->n, t->count);
-    msgs = mock_msgs_sent(t->w, src);
-    t->fault = delta;
-    t->fault_src = src;
-    t->fault_silent = silent;
-    t->fault_k = 0 == where ? 0 : (1 == where ? msgs / 2 : msgs - 1);
+    clean = mock_arrays_copy(t->out, t->n, t->count);
+    t->fault = (mock_fault_t) {src, mock_fault_pick(mock_msgs_sent(t->w, src), where), delta,
+                               silent};
     hier_run(t);
-    dest = mock_fault_dest(t->w);
-    CHECK(0 <= dest && 0 != t->rc[dest], "split-rail %dx%d bits=%d mode=%d: message %zu of rank "
-          "%d %+ld bytes: receiver %d returned %d", nodes, local, bits, mode, t->fault_k, src,
-          delta, dest, 0 <= dest ? t->rc[dest] : 0);
-    CHECK(0 <= dest && 0 == mock_released(t->w, dest),
-          "split-rail: message %zu of rank %d: receiver %d blocked after the error", t->fault_k,
-          src, dest);
-    CHECK(0 == mock_pending(t->w) && 0 == mock_violations(t->w),
-          "split-rail %dx%d bits=%d mode=%d: message %zu of rank %d %+ld bytes: %zu requests "
-          "left pending, %zu violations", nodes, local, bits, mode, t->fault_k, src, delta,
-          mock_pending(t->w), mock_violations(t->w));
-    for (int r = 0; r < t->n; ++r) {
-        wrong += 0 == t->rc[r] && 0 != memcmp(t->out[r], clean[r], t->count * sizeof(float));
-        fault_released += 0 != mock_released(t->w, r);
-    }
-    fault_runs++;
-    fault_abandoned += mock_abandoned_sends(t->w);
-    fault_abandon_blocked += mock_abandon_blocked(t->w);
-    CHECK(0 == wrong, "split-rail %dx%d: message %zu of rank %d %+ld bytes: %zu ranks returned "
-          "success with a wrong result", nodes, local, t->fault_k, src, delta, wrong);
-    free_arrays(clean, t->n);
+    snprintf(what, sizeof(what), "split-rail %dx%d bits=%d mode=%d: message %zu of rank %d "
+             "%+ld bytes%s", nodes, local, bits, mode, t->fault.k, src, delta,
+             silent ? ", then silent" : "");
+    CHECK(mock_fault_check(t->w, what, t->rc, t->out, clean, t->count), "%s", what);
+    mock_arrays_free(clean, t->n);
     hier_free(t);
 }
 
@@ -500,9 +448,6 @@ int main(void)
     /* several pipeline blocks (2 MiB each) */
     test_lossless(2, 3, (size_t) 3 << 20, 0);
     test_quantized(3, 2, (size_t) 5 << 19, 8);
-    printf("split-rail faults: %zu runs; ranks other than the receiver that blocked until the "
-           "deadlock detection released them: %zu; sends abandoned unmatched: %zu; abandon() "
-           "calls that blocked (QTOPO_MOCK_ABANDON=wait): %zu\n", fault_runs, fault_released,
-           fault_abandoned, fault_abandon_blocked);
+    mock_fault_summary("split-rail");
     return qt_check_summary();
 }

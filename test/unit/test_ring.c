@@ -34,6 +34,7 @@ typedef struct ring_case {
     float **in;   /* in[r]: rank r's contribution (copied, as MPI_IN_PLACE overwrites) */
     float **out;  /* out[r]: rank r's result */
     int *rc;
+    mock_fault_t fault;
 } ring_case_t;
 
 static float input_value(const ring_case_t *t, int rank, size_t i)
@@ -108,7 +109,8 @@ static ring_case_t *case_new(int n, size_t count, size_t seg_bytes, int in_place
     int r;
     size_t i;
 
-    *t = (ring_case_t) {n, count, seg_bytes, in_place, integers, NULL, NULL, NULL, NULL};
+    *t = (ring_case_t) {n, count, seg_bytes, in_place, integers, NULL, NULL, NULL, NULL,
+                         {0, 0, 0, 0}};
     t->in = calloc((size_t) n, sizeof(float *));
     t->out = calloc((size_t) n, sizeof(float *));
     t->rc = calloc((size_t) n, sizeof(int));
@@ -138,6 +140,7 @@ static void case_run(ring_case_t *t, int mode)
     }
     t->w = mock_world_create(t->n);
     mock_world_set_mode(t->w, mode);
+    mock_world_set_fault(t->w, &t->fault);
     mock_world_run(t->w, ring_rank_main, t);
 }
 
@@ -175,39 +178,6 @@ static void run_case(int n, size_t count, size_t seg_bytes, int in_place, int in
     case_free(t);
 }
 
-static size_t count_differing(float *const *a, float *const *b, int n, size_t count)
-{
-    size_t bad = 0;
-    int r;
-
-    for (r = 0; r < n; ++r) {
-        bad += 0 != memcmp(a[r], b[r], count * sizeof(float));
-    }
-    return bad;
-}
-
-static float **copy_outputs(float *const *out, int n, size_t count)
-{
-    float **copy = calloc((size_t) n, sizeof(float *));
-    int r;
-
-    for (r = 0; r < n; ++r) {
-        copy[r] = malloc(count * sizeof(float) + 1);
-        memcpy(copy[r], out[r], count * sizeof(float));
-    }
-    return copy;
-}
-
-static void free_outputs(float **out, int n)
-{
-    int r;
-
-    for (r = 0; r < n; ++r) {
-        free(out[r]);
-    }
-    free(out);
-}
-
 /* The case in both lifetime modes of the mock: the same checks, the same bits as the
  * eager mode, no lifetime rule broken. */
 static void lifetime_case(int n, size_t count, size_t seg_bytes, int in_place)
@@ -219,16 +189,16 @@ static void lifetime_case(int n, size_t count, size_t seg_bytes, int in_place)
     size_t m;
 
     case_run(t, MOCK_EAGER);
-    eager = copy_outputs(t->out, n, count);
+    eager = mock_arrays_copy(t->out, n, count);
     for (m = 0; m < 2; ++m) {
         case_run(t, modes[m]);
         check_results(t);
         check_clean(t->w, names[m], n, count, in_place);
-        CHECK(0 == count_differing(t->out, eager, n, count),
+        CHECK(0 == mock_arrays_differ(t->out, eager, n, count),
               "%s n=%d count=%zu seg=%zu inplace=%d: %zu ranks differ from the eager mode",
-              names[m], n, count, seg_bytes, in_place, count_differing(t->out, eager, n, count));
+              names[m], n, count, seg_bytes, in_place, mock_arrays_differ(t->out, eager, n, count));
     }
-    free_outputs(eager, n);
+    mock_arrays_free(eager, n);
     case_free(t);
 }
 
@@ -238,46 +208,21 @@ static void lifetime_case(int n, size_t count, size_t seg_bytes, int in_place)
  * it must return an error without ever blocking on a peer afterwards (the deadlock
  * detection would release it), nothing may stay posted, and every rank that returns
  * success must hold the correct result. */
-static size_t fault_runs, fault_released, fault_abandoned, fault_abandon_blocked;
-
 static void fault_case(int n, size_t count, int mode, int src, int where, long delta, int silent)
 {
     ring_case_t *t = case_new(n, count, 1024, where % 2, 0);
     float **clean;
-    size_t k, msgs, wrong = 0;
-    int dest, r;
+    char what[128];
 
     case_run(t, mode);
-    clean = copy_outputs(t->out, n, count);
-    msgs = mock_msgs_sent(t->w, src);
-    k = 0 == where ? 0 : (1 == where ? msgs / 2 : msgs - 1);
-    for (r = 0; r < n; ++r) {
-        t->out[r][0] = NAN;
-    }
-    mock_world_destroy(t->w);
-    t->w = mock_world_create(n);
-    mock_world_set_mode(t->w, mode);
-    mock_world_set_fault(t->w, src, k, delta, silent);
-    mock_world_run(t->w, ring_rank_main, t);
-    dest = mock_fault_dest(t->w);
-    CHECK(0 <= dest && 0 != t->rc[dest], "ring n=%d mode=%d: message %zu of rank %d %+ld bytes: "
-          "receiver %d returned %d", n, mode, k, src, delta, dest, 0 <= dest ? t->rc[dest] : 0);
-    CHECK(0 <= dest && 0 == mock_released(t->w, dest),
-          "ring n=%d: message %zu of rank %d: receiver %d blocked after the error", n, k, src,
-          dest);
-    CHECK(0 == mock_pending(t->w) && 0 == mock_violations(t->w),
-          "ring n=%d message %zu of rank %d: %zu requests left pending, %zu violations", n, k,
-          src, mock_pending(t->w), mock_violations(t->w));
-    for (r = 0; r < n; ++r) {
-        wrong += 0 == t->rc[r] && 0 != memcmp(t->out[r], clean[r], count * sizeof(float));
-        fault_released += 0 != mock_released(t->w, r);
-    }
-    fault_runs++;
-    fault_abandoned += mock_abandoned_sends(t->w);
-    fault_abandon_blocked += mock_abandon_blocked(t->w);
-    CHECK(0 == wrong, "ring n=%d message %zu of rank %d: %zu ranks returned success with a "
-          "wrong result", n, k, src, wrong);
-    free_outputs(clean, n);
+    clean = mock_arrays_copy(t->out, n, count);
+    t->fault = (mock_fault_t) {src, mock_fault_pick(mock_msgs_sent(t->w, src), where), delta,
+                               silent};
+    case_run(t, mode);
+    snprintf(what, sizeof(what), "ring n=%d mode=%d: message %zu of rank %d %+ld bytes%s", n,
+             mode, t->fault.k, src, delta, silent ? ", then silent" : "");
+    CHECK(mock_fault_check(t->w, what, t->rc, t->out, clean, count), "%s", what);
+    mock_arrays_free(clean, n);
     case_free(t);
 }
 
@@ -428,9 +373,6 @@ int main(void)
             }
         }
     }
-    printf("ring faults: %zu runs; ranks other than the receiver that blocked until the "
-           "deadlock detection released them: %zu; sends abandoned unmatched: %zu; abandon() "
-           "calls that blocked (QTOPO_MOCK_ABANDON=wait): %zu\n", fault_runs, fault_released,
-           fault_abandoned, fault_abandon_blocked);
+    mock_fault_summary("ring");
     return qt_check_summary();
 }

@@ -39,9 +39,7 @@ typedef struct sra_case {
     sra_model_in_t model; /* n, count, in[], args: what the model needs */
     int in_place;
     int mode;   /* of the mock transport */
-    long fault; /* when nonzero: message fault_k of rank fault_src is this many bytes off */
-    int fault_src, fault_silent;
-    size_t fault_k;
+    mock_fault_t fault;
     mock_world_t *w;
     float **out, **res; /* per rank: output, EF residual (or NULL) */
     qtopo_sra_stats_t *stats;
@@ -106,11 +104,14 @@ static void run_world(sra_case_t *t)
     if (NULL != t->w) {
         mock_world_destroy(t->w);
     }
+    for (int r = 0; r < t->model.n; ++r) {
+        for (size_t i = 0; i < t->model.count; ++i) {
+            t->out[r][i] = NAN; /* every element must be written */
+        }
+    }
     t->w = mock_world_create(t->model.n);
     mock_world_set_mode(t->w, t->mode);
-    if (0 != t->fault) {
-        mock_world_set_fault(t->w, t->fault_src, t->fault_k, t->fault, t->fault_silent);
-    }
+    mock_world_set_fault(t->w, &t->fault);
     mock_world_run(t->w, sra_rank_main, t);
 }
 
@@ -317,35 +318,6 @@ static void fill_random(sra_case_t *t, unsigned long long s)
     }
 }
 
-static size_t ranks_differing(float *const *a, float *const *b, int n, size_t count)
-{
-    size_t bad = 0;
-
-    for (int r = 0; r < n; ++r) {
-        bad += 0 != memcmp(a[r], b[r], count * sizeof(float));
-    }
-    return bad;
-}
-
-static float **copy_arrays(float *const *a, int n, size_t count)
-{
-    float **c = calloc((size_t) n, sizeof(float *));
-
-    for (int r = 0; r < n; ++r) {
-        c[r] = malloc(count * sizeof(float) + 1);
-        memcpy(c[r], a[r], count * sizeof(float));
-    }
-    return c;
-}
-
-static void free_arrays(float **a, int n)
-{
-    for (int r = 0; r < n; ++r) {
-        free(a[r]);
-    }
-    free(a);
-}
-
 /* One call, or three with error feedback (residuals carried from call to call), in each
  * mock mode; the lifetime modes must give the eager mode's outputs and residuals bit for
  * bit (and the eager mode's match the model without error feedback). */
@@ -375,64 +347,40 @@ static void lifetime_sra(int n, size_t count, int bits, int rounding, int in_pla
             check_against_model(t, "eager");
         }
         if (0 == m) {
-            out0 = copy_arrays(t->out, n, count);
-            res0 = ef ? copy_arrays(t->res, n, count) : NULL;
+            out0 = mock_arrays_copy(t->out, n, count);
+            res0 = ef ? mock_arrays_copy(t->res, n, count) : NULL;
             continue;
         }
-        CHECK(0 == ranks_differing(t->out, out0, n, count)
-                  && (!ef || 0 == ranks_differing(t->res, res0, n, count)),
+        CHECK(0 == mock_arrays_differ(t->out, out0, n, count)
+                  && (!ef || 0 == mock_arrays_differ(t->res, res0, n, count)),
               "mode %d n=%d count=%zu bits=%d round=%d inplace=%d ef=%d: outputs or residuals "
               "differ from the eager mode", t->mode, n, count, bits, rounding, in_place, ef);
     }
-    free_arrays(out0, n);
-    if (ef) {
-        free_arrays(res0, n);
-    }
+    mock_arrays_free(out0, n);
+    mock_arrays_free(res0, n);
     case_free(t);
 }
 
 /* Message k (first, middle, last) of rank src arrives `delta` bytes off: its receiver
  * returns an error and never blocks afterwards; nothing stays posted; no rank returns
  * success with a result other than the clean run's. */
-static size_t fault_runs, fault_released, fault_abandoned, fault_abandon_blocked;
-
 static void fault_sra(int n, int mode, int src, int where, long delta, int silent)
 {
     sra_case_t *t = case_new(n, 20011, 8, QTOPO_ROUND_STOCHASTIC, 4096, where % 2);
     float **clean;
-    size_t msgs, wrong = 0;
-    int dest;
+    char what[128];
 
     fill_random(t, 17 + (unsigned long long) where);
     t->mode = mode;
     run_world(t);
-    clean = copy_arrays(t->out, n, t->model.count);
-    msgs = mock_msgs_sent(t->w, src);
-    t->fault = delta;
-    t->fault_src = src;
-    t->fault_silent = silent;
-    t->fault_k = 0 == where ? 0 : (1 == where ? msgs / 2 : msgs - 1);
+    clean = mock_arrays_copy(t->out, n, t->model.count);
+    t->fault = (mock_fault_t) {src, mock_fault_pick(mock_msgs_sent(t->w, src), where), delta,
+                               silent};
     run_world(t);
-    dest = mock_fault_dest(t->w);
-    CHECK(0 <= dest && 0 != t->rc[dest], "sra n=%d mode=%d: message %zu of rank %d %+ld bytes: "
-          "receiver %d returned %d", n, mode, t->fault_k, src, delta, dest,
-          0 <= dest ? t->rc[dest] : 0);
-    CHECK(0 <= dest && 0 == mock_released(t->w, dest),
-          "sra n=%d: message %zu of rank %d: receiver %d blocked after the error", n,
-          t->fault_k, src, dest);
-    CHECK(0 == mock_pending(t->w) && 0 == mock_violations(t->w),
-          "sra n=%d message %zu of rank %d: %zu requests left pending, %zu violations", n,
-          t->fault_k, src, mock_pending(t->w), mock_violations(t->w));
-    for (int r = 0; r < n; ++r) {
-        wrong += 0 == t->rc[r] && 0 != memcmp(t->out[r], clean[r], t->model.count * sizeof(float));
-        fault_released += 0 != mock_released(t->w, r);
-    }
-    fault_runs++;
-    fault_abandoned += mock_abandoned_sends(t->w);
-    fault_abandon_blocked += mock_abandon_blocked(t->w);
-    CHECK(0 == wrong, "sra n=%d message %zu of rank %d %+ld bytes: %zu ranks returned success "
-          "with a wrong result", n, t->fault_k, src, delta, wrong);
-    free_arrays(clean, n);
+    snprintf(what, sizeof(what), "sra n=%d mode=%d: message %zu of rank %d %+ld bytes%s", n,
+             mode, t->fault.k, src, delta, silent ? ", then silent" : "");
+    CHECK(mock_fault_check(t->w, what, t->rc, t->out, clean, t->model.count), "%s", what);
+    mock_arrays_free(clean, n);
     case_free(t);
 }
 
@@ -491,9 +439,6 @@ int main(void)
                with);
         CHECK(with * 10.0 < without, "EF drift %.3g is not far below %.3g", with, without);
     }
-    printf("sra faults: %zu runs; ranks other than the receiver that blocked until the "
-           "deadlock detection released them: %zu; sends abandoned unmatched: %zu; abandon() "
-           "calls that blocked (QTOPO_MOCK_ABANDON=wait): %zu\n", fault_runs, fault_released,
-           fault_abandoned, fault_abandon_blocked);
+    mock_fault_summary("sra");
     return qt_check_summary();
 }
