@@ -115,7 +115,7 @@ static int is_poison(const void *p, size_t n)
 mock_world_t *mock_world_create(int n)
 {
     mock_world_t *w = calloc(1, sizeof(*w));
-    const char *env = getenv("QTOPO_MOCK_MODE");
+    const char *env = getenv("QTOPO_MOCK_ABANDON");
 
     w->n = n;
     pthread_mutex_init(&w->mu, NULL);
@@ -130,12 +130,6 @@ mock_world_t *mock_world_create(int n)
     w->npend = calloc((size_t) n, sizeof(*w->npend));
     w->fault_src = -1;
     w->fault_dest = -1;
-    if (NULL != env && 0 == strcmp(env, "early")) {
-        w->mode = MOCK_LIFETIME_EARLY;
-    } else if (NULL != env && 0 == strcmp(env, "late")) {
-        w->mode = MOCK_LIFETIME_LATE;
-    }
-    env = getenv("QTOPO_MOCK_ABANDON");
     w->abandon_waits_sends = NULL != env && 0 == strcmp(env, "wait");
     return w;
 }

@@ -4,7 +4,7 @@
  * are reported as errors, so a wrong receive size in an algorithm fails the test
  * instead of corrupting memory.
  *
- * Modes (mock_world_set_mode, or QTOPO_MOCK_MODE=eager|early|late in the environment):
+ * Modes (mock_world_set_mode):
  *
  *   MOCK_EAGER           a send copies the buffer at isend and completes at once; a
  *                        receive is filled at its wait. Forgiving, like a small-message
