@@ -34,10 +34,11 @@
  * A released wait abandons the requests it was given, as a transport would complete them
  * with an error when a peer failed.
  *
- * abandon() never blocks: a pending send that was not matched yet is completed by
- * copying its bytes (as an eager protocol would; counted in mock_abandoned_sends, since
- * a rendezvous PML would wait for the receiver there), an unmatched receive is
- * cancelled and its buffer restored. A cancelled receive matches no message.
+ * abandon() never blocks (unless mock_world_set_abandon_waits_sends): a pending send
+ * that was not matched yet is completed by copying its bytes (as an eager protocol
+ * would; counted in mock_abandoned_sends, since a rendezvous PML would wait for the
+ * receiver there), an unmatched receive is cancelled and its buffer restored. A
+ * cancelled receive matches no message.
  */
 
 #ifndef QTOPO_MOCK_XPORT_H
