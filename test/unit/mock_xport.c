@@ -61,6 +61,7 @@ struct mock_world {
     int fault_silent;
     int abandon_waits_sends; /* abandon() waits for a send's receiver, as ob1's does */
     size_t abandon_blocked;  /* ... and had to be released from a deadlock */
+    int wait_leaves_pending; /* a failed wait leaves what it did not complete pending */
     int live, nblocked; /* threads running under mock_world_run, and blocked in a wait */
     void **waiting;     /* waiting[rank]: the request a blocked rank waits on */
     int *kicked;        /* kicked[rank]: released from a deadlock, not yet woken */
@@ -131,6 +132,8 @@ mock_world_t *mock_world_create(int n)
     w->fault_src = -1;
     w->fault_dest = -1;
     w->abandon_waits_sends = NULL != env && 0 == strcmp(env, "wait");
+    env = getenv("QTOPO_MOCK_FAILED_WAIT");
+    w->wait_leaves_pending = NULL != env && 0 == strcmp(env, "leave");
     return w;
 }
 
@@ -625,8 +628,10 @@ static int mock_wait(qtopo_xport_t *x, qtopo_req_t *reqs, int n)
         }
         if (QTOPO_XPORT_OK != block_until_matched(c, reqs[i].handle)) {
             /* released from a deadlock, as from a failed peer: this wait ends every
-             * request it was given, with an error */
-            abandon_locked(w, reqs + i, n - i);
+             * request it was given with an error, or leaves them to abandon() */
+            if (!w->wait_leaves_pending) {
+                abandon_locked(w, reqs + i, n - i);
+            }
             rc = QTOPO_XPORT_ERR;
             break;
         }

@@ -32,7 +32,9 @@
  * live thread is blocked in a wait, all of them are released with an error (counted in
  * mock_deadlocks and, per rank, mock_released), so a test that would hang fails instead.
  * A released wait abandons the requests it was given, as a transport would complete them
- * with an error when a peer failed.
+ * with an error when a peer failed; with QTOPO_MOCK_FAILED_WAIT=leave in the environment
+ * it leaves them pending for the caller's abandon() instead, as the PML transport's wait
+ * does once it gives up on a peer.
  *
  * abandon() never blocks (unless mock_world_set_abandon_waits_sends): a pending send
  * that was not matched yet is completed by copying its bytes (as an eager protocol
