@@ -6,7 +6,7 @@
 # the component path, over every path: exact flat, quantized 8-bit and 2-bit with
 # stochastic rounding, error feedback (and the ratio/rules changes of test_quantized),
 # split-rail lossless and quantized (coll_qtopo_node_size=2 on 4 ranks); valgrind runs
-# the same paths but split-rail lossless, more briefly (see the run lists below).
+# fewer and shorter ones (see the run lists below).
 # Part of make check; needs the build's test/mpi programs and examples/qtopo_bench.
 #   test/sanitize.sh [asan|valgrind|all]
 set -euo pipefail
@@ -55,9 +55,9 @@ mpi_args=(--allow-run-as-root --oversubscribe --mca btl self,vader,tcp
 # The MPI runs, as "NP | mca settings | program and arguments". Every path once under
 # ASan: exact flat and split-rail, 2-bit stochastic flat (quick), and the full
 # test_quantized on 8-bit stochastic split-rail (model and bound, ratio, rules, error
-# feedback over 2 x 100 calls). Valgrind is far slower: exact flat, the quantized paths
-# with quick runs, error feedback through qtopo_bench (2-bit split-rail, two sizes; a
-# memory check only, its results are not checked).
+# feedback over 2 x 100 calls). Valgrind is far slower: exact flat, quantized split-rail
+# (8-bit, quick; its rail phase is the flat quantized algorithm), error feedback through
+# qtopo_bench (2-bit split-rail, two sizes; a memory check only, results not checked).
 q8=(--mca coll_qtopo_bits 8 --mca coll_qtopo_rounding stochastic)
 q2=(--mca coll_qtopo_bits 2 --mca coll_qtopo_rounding stochastic)
 hier_exact=(--mca coll_qtopo_node_size 2 --mca coll_qtopo_hier_min_bytes 0)
@@ -71,7 +71,6 @@ asan_runs=(
 # shellcheck disable=SC2034 # used through a nameref
 valgrind_runs=(
     "$np | | $top/test/mpi/test_allreduce --expect on"
-    "$np | ${q2[*]} | $top/test/mpi/test_quantized --quick"
     "4 | --mca coll_qtopo_node_size 2 ${q8[*]} | $top/test/mpi/test_quantized --quick"
     "4 | --mca coll_qtopo_node_size 2 --mca coll_qtopo_error_feedback 1 ${q2[*]} \
 | $top/examples/qtopo_bench --sizes 4K,256K -r 1"
