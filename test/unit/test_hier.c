@@ -7,7 +7,12 @@
  *   - quantized, integer data (node sums are exact in fp32): every rank equals, bit
  *     for bit, the specification model of the quantized rail phase run on the node
  *     sums of each slice (keys: the ranks' global numbers, the slice's offset), and
- *     stays within its bound.
+ *     stays within its bound;
+ *   - in both lifetime modes of the mock (mock_xport.h) on 3x2, 2x4, 2x2, 1x3, 3x1, 1x1
+ *     grids, exact and quantized, with error feedback, in place and not: the eager
+ *     mode's outputs and residuals, bit for bit, no buffer-lifetime rule broken;
+ *   - a node or rail message of a wrong size: the receiver errs, never blocks
+ *     afterwards (also when the sender falls silent), leaves nothing posted.
  */
 
 #include <float.h>
@@ -74,8 +79,10 @@ typedef struct hier_case {
     int nodes, local, n;
     size_t count;
     qtopo_hier_args_t args;
+    int in_place, mode;  /* mode of the mock transport */
+    mock_fault_t fault;
     mock_world_t *w;
-    float **in, **out;
+    float **in, **out, **res; /* res: error-feedback residuals, or NULL */
     qtopo_sra_stats_t *stats;
     int *rc;
 } hier_case_t;
@@ -106,8 +113,12 @@ static int hier_rank_main(int rank, void *arg)
     mock_xport_init_group(t->w, rank, node_ranks, t->local, rank % t->local, &node_x);
     mock_xport_init_group(t->w, rank, rail_ranks, t->nodes, rank / t->local, &rail_x);
     a.sra.key_rank = (uint32_t) rank;
-    t->rc[rank] = qtopo_hier_allreduce(&node_x, &rail_x, t->in[rank], t->out[rank], t->count,
-                                       &a, scratch, &t->stats[rank]);
+    a.sra.residual = NULL != t->res ? t->res[rank] : NULL;
+    if (t->in_place) {
+        memcpy(t->out[rank], t->in[rank], t->count * sizeof(float));
+    }
+    t->rc[rank] = qtopo_hier_allreduce(&node_x, &rail_x, t->in_place ? t->out[rank] : t->in[rank],
+                                       t->out[rank], t->count, &a, scratch, &t->stats[rank]);
     mock_xport_fini(&node_x);
     mock_xport_fini(&rail_x);
     free(scratch);
@@ -116,7 +127,7 @@ static int hier_rank_main(int rank, void *arg)
     return t->rc[rank];
 }
 
-static hier_case_t *hier_new(int nodes, int local, size_t count, int bits, int integers)
+static hier_case_t *hier_setup(int nodes, int local, size_t count, int bits, int integers)
 {
     hier_case_t *t = calloc(1, sizeof(*t));
     unsigned long long s = 77 + count;
@@ -146,12 +157,45 @@ static hier_case_t *hier_new(int nodes, int local, size_t count, int bits, int i
                                    : (float) ((double) (s >> 11) / 9007199254740992.0 - 0.5);
         }
     }
-    t->w = mock_world_create(t->n);
-    mock_run(t->n, hier_rank_main, t);
+    return t;
+}
+
+/* Runs the case on a fresh world, which stays in t->w until the next run. */
+static void hier_run(hier_case_t *t)
+{
+    if (NULL != t->w) {
+        mock_world_destroy(t->w);
+    }
     for (int r = 0; r < t->n; ++r) {
-        CHECK(0 == t->rc[r], "%dx%d count=%zu rank %d: rc %d", nodes, local, count, r, t->rc[r]);
+        for (size_t i = 0; i < t->count; ++i) {
+            t->out[r][i] = NAN; /* every element must be written */
+        }
+    }
+    t->w = mock_world_create(t->n);
+    mock_world_set_mode(t->w, t->mode);
+    mock_world_set_fault(t->w, &t->fault);
+    mock_world_run(t->w, hier_rank_main, t);
+}
+
+static void hier_check_run(hier_case_t *t)
+{
+    for (int r = 0; r < t->n; ++r) {
+        CHECK(0 == t->rc[r], "%dx%d count=%zu rank %d: rc %d", t->nodes, t->local, t->count, r,
+              t->rc[r]);
     }
     CHECK(0 == mock_unmatched(t->w), "%zu messages never received", mock_unmatched(t->w));
+    CHECK(0 == mock_pending(t->w) && 0 == mock_violations(t->w) && 0 == mock_deadlocks(t->w),
+          "%dx%d count=%zu mode=%d inplace=%d: %zu requests pending, %zu violations, "
+          "%zu deadlocks", t->nodes, t->local, t->count, t->mode, t->in_place,
+          mock_pending(t->w), mock_violations(t->w), mock_deadlocks(t->w));
+}
+
+static hier_case_t *hier_new(int nodes, int local, size_t count, int bits, int integers)
+{
+    hier_case_t *t = hier_setup(nodes, local, count, bits, integers);
+
+    hier_run(t);
+    hier_check_run(t);
     return t;
 }
 
@@ -160,7 +204,11 @@ static void hier_free(hier_case_t *t)
     for (int r = 0; r < t->n; ++r) {
         free(t->in[r]);
         free(t->out[r]);
+        if (NULL != t->res) {
+            free(t->res[r]);
+        }
     }
+    free(t->res);
     mock_world_destroy(t->w);
     free(t->in);
     free(t->out);
@@ -277,6 +325,108 @@ static void test_scratch_covers_slices(void)
     CHECK(0 == bad, "%zu pieces need more scratch than qtopo_hier_scratch_bytes gives", bad);
 }
 
+/* ---- lifetime modes and faults ------------------------------------------------------------ */
+
+/* Split-rail (bits 32: exact) in each mock mode, one call or, with error feedback, two
+ * (residuals carried over): the lifetime modes must give the eager mode's outputs and
+ * residuals bit for bit, and every rank the same bits. */
+static void lifetime_hier(int nodes, int local, size_t count, int bits, int in_place, int ef)
+{
+    static const int modes[] = {MOCK_EAGER, MOCK_LIFETIME_EARLY, MOCK_LIFETIME_LATE};
+    hier_case_t *t = hier_setup(nodes, local, count, bits, 0);
+    float **out0 = NULL, **res0 = NULL;
+
+    t->in_place = in_place;
+    if (ef) {
+        t->res = calloc((size_t) t->n, sizeof(float *));
+        for (int r = 0; r < t->n; ++r) {
+            t->res[r] = malloc(count * sizeof(float) + 1);
+        }
+    }
+    for (int m = 0; m < 3; ++m) {
+        t->mode = modes[m];
+        for (int r = 0; ef && r < t->n; ++r) {
+            memset(t->res[r], 0, count * sizeof(float));
+        }
+        for (int c = 0; c < (ef ? 2 : 1); ++c) {
+            t->args.sra.call = (uint64_t) c;
+            hier_run(t);
+            hier_check_run(t);
+        }
+        CHECK(0 == count_not_identical(t), "%dx%d bits=%d mode=%d: ranks differ", nodes, local,
+              bits, t->mode);
+        if (0 == m) {
+            out0 = mock_arrays_copy(t->out, t->n, count);
+            res0 = ef ? mock_arrays_copy(t->res, t->n, count) : NULL;
+            continue;
+        }
+        CHECK(0 == mock_arrays_differ(t->out, out0, t->n, count)
+                  && (!ef || 0 == mock_arrays_differ(t->res, res0, t->n, count)),
+              "mode %d %dx%d count=%zu bits=%d inplace=%d ef=%d: outputs or residuals differ "
+              "from the eager mode", t->mode, nodes, local, count, bits, in_place, ef);
+    }
+    mock_arrays_free(out0, t->n);
+    mock_arrays_free(res0, t->n);
+    hier_free(t);
+}
+
+/* Message k (first: a node message of the reduce-scatter; middle; last: a node message
+ * of the allgather) of rank src arrives `delta` bytes off: its receiver returns an error
+ * and never blocks afterwards, nothing stays posted, and no rank returns success with a
+ * result other than the clean run's. */
+static void fault_hier(int nodes, int local, int bits, int mode, int src, int where, long delta,
+                       int silent)
+{
+    hier_case_t *t = hier_setup(nodes, local, 10007, bits, 0);
+    float **clean;
+    char what[128];
+
+    t->mode = mode;
+    t->in_place = where % 2;
+    hier_run(t);
+    clean = mock_arrays_copy(t->out, t->n, t->count);
+    t->fault = (mock_fault_t) {src, mock_fault_pick(mock_msgs_sent(t->w, src), where), delta,
+                               silent};
+    hier_run(t);
+    snprintf(what, sizeof(what), "split-rail %dx%d bits=%d mode=%d: message %zu of rank %d "
+             "%+ld bytes%s", nodes, local, bits, mode, t->fault.k, src, delta,
+             silent ? ", then silent" : "");
+    CHECK(mock_fault_check(t->w, what, t->rc, t->out, clean, t->count), "%s", what);
+    mock_arrays_free(clean, t->n);
+    hier_free(t);
+}
+
+static void test_lifetime_and_faults(void)
+{
+    static const int grids[][2] = {{3, 2}, {2, 4}, {2, 2}, {1, 3}, {3, 1}, {1, 1}};
+    static const int bits[] = {32, 8, 2};
+    static const long deltas[] = {-4, -1, 4};
+
+    for (size_t g = 0; g < sizeof(grids) / sizeof(grids[0]); ++g) {
+        int M = grids[g][0], L = grids[g][1];
+        for (size_t b = 0; b < sizeof(bits) / sizeof(bits[0]); ++b) {
+            lifetime_hier(M, L, 10007, bits[b], 0, 0);
+            lifetime_hier(M, L, 10007, bits[b], 1, 0);
+            lifetime_hier(M, L, (size_t) (M * L) + 1, bits[b], (int) b % 2, 0);
+            if (32 != bits[b]) {
+                lifetime_hier(M, L, 10007, bits[b], (int) (g + b) % 2, 1);
+            }
+        }
+    }
+    /* two pipeline blocks */
+    lifetime_hier(2, 2, ((size_t) 1 << 20) + 7, 32, 1, 0);
+    lifetime_hier(2, 2, ((size_t) 1 << 20) + 7, 8, 1, 1);
+    for (int where = 0; where < 3; ++where) {
+        for (size_t d = 0; d < sizeof(deltas) / sizeof(deltas[0]); ++d) {
+            for (int silent = 0; silent < 2; ++silent) {
+                fault_hier(3, 2, 32, MOCK_EAGER, where, where, deltas[d], silent);
+                fault_hier(2, 4, 8, MOCK_LIFETIME_LATE, 7 - where, where, deltas[d], silent);
+                fault_hier(2, 2, 2, MOCK_LIFETIME_EARLY, where, where, deltas[d], silent);
+            }
+        }
+    }
+}
+
 int main(void)
 {
     static const int grids[][2] = {{2, 2}, {4, 2}, {3, 3}, {2, 4}, {4, 1}, {1, 4}, {5, 3}};
@@ -284,6 +434,7 @@ int main(void)
 
     test_node_maps();
     test_scratch_covers_slices();
+    test_lifetime_and_faults();
     for (g = 0; g < sizeof(grids) / sizeof(grids[0]); ++g) {
         int M = grids[g][0], L = grids[g][1];
         test_lossless(M, L, 1, 0);
@@ -297,5 +448,6 @@ int main(void)
     /* several pipeline blocks (2 MiB each) */
     test_lossless(2, 3, (size_t) 3 << 20, 0);
     test_quantized(3, 2, (size_t) 5 << 19, 8);
+    mock_fault_summary("split-rail");
     return qt_check_summary();
 }

@@ -14,7 +14,12 @@
  *   - NaN/Inf in one rank's input appear exactly where the exact sum has them;
  *   - the bytes on the wire are what the codec sizes say;
  *   - error feedback: over 100 calls the running sum of outputs tracks the running
- *     exact sum far better than without it.
+ *     exact sum far better than without it;
+ *   - in both lifetime modes of the mock (mock_xport.h), every width, 1..8 ranks, in
+ *     place and not, with error feedback: the eager mode's outputs and residuals, bit
+ *     for bit, and no buffer-lifetime rule broken;
+ *   - a message of a wrong size: the receiver errs, never blocks afterwards (also when
+ *     the sender falls silent), leaves nothing posted.
  */
 
 #include <float.h>
@@ -33,6 +38,8 @@ int qt_checks_passed, qt_checks_failed;
 typedef struct sra_case {
     sra_model_in_t model; /* n, count, in[], args: what the model needs */
     int in_place;
+    int mode;   /* of the mock transport */
+    mock_fault_t fault;
     mock_world_t *w;
     float **out, **res; /* per rank: output, EF residual (or NULL) */
     qtopo_sra_stats_t *stats;
@@ -91,16 +98,35 @@ static int sra_rank_main(int rank, void *arg)
     return t->rc[rank];
 }
 
+/* Runs the case on a fresh world, which stays in t->w until the next run. */
+static void run_world(sra_case_t *t)
+{
+    if (NULL != t->w) {
+        mock_world_destroy(t->w);
+    }
+    for (int r = 0; r < t->model.n; ++r) {
+        for (size_t i = 0; i < t->model.count; ++i) {
+            t->out[r][i] = NAN; /* every element must be written */
+        }
+    }
+    t->w = mock_world_create(t->model.n);
+    mock_world_set_mode(t->w, t->mode);
+    mock_world_set_fault(t->w, &t->fault);
+    mock_world_run(t->w, sra_rank_main, t);
+}
+
 static void run_sra(sra_case_t *t)
 {
-    t->w = mock_world_create(t->model.n);
-    mock_run(t->model.n, sra_rank_main, t);
+    run_world(t);
     for (int r = 0; r < t->model.n; ++r) {
         CHECK(0 == t->rc[r], "n=%d count=%zu bits=%d rank %d: rc %d", t->model.n, t->model.count,
               t->model.args.codec.bits, r, t->rc[r]);
     }
     CHECK(0 == mock_unmatched(t->w), "%zu messages never received", mock_unmatched(t->w));
-    mock_world_destroy(t->w);
+    CHECK(0 == mock_pending(t->w) && 0 == mock_violations(t->w) && 0 == mock_deadlocks(t->w),
+          "n=%d count=%zu bits=%d mode=%d inplace=%d: %zu requests pending, %zu violations, "
+          "%zu deadlocks", t->model.n, t->model.count, t->model.args.codec.bits, t->mode,
+          t->in_place, mock_pending(t->w), mock_violations(t->w), mock_deadlocks(t->w));
 }
 
 /* ---- cases -------------------------------------------------------------------------- */
@@ -146,6 +172,9 @@ static void case_free(sra_case_t *t)
     free(t->res);
     free(t->stats);
     free(t->rc);
+    if (NULL != t->w) {
+        mock_world_destroy(t->w);
+    }
     free(t);
 }
 
@@ -278,6 +307,109 @@ static double ef_drift(int use_ef)
     return worst;
 }
 
+/* ---- lifetime modes and faults ----------------------------------------------------------- */
+
+static void fill_random(sra_case_t *t, unsigned long long s)
+{
+    for (int r = 0; r < t->model.n; ++r) {
+        for (size_t i = 0; i < t->model.count; ++i) {
+            t->model.in[r][i] = sample(&s, r % 2);
+        }
+    }
+}
+
+/* One call, or three with error feedback (residuals carried from call to call), in each
+ * mock mode; the lifetime modes must give the eager mode's outputs and residuals bit for
+ * bit (and the eager mode's match the model without error feedback). */
+static void lifetime_sra(int n, size_t count, int bits, int rounding, int in_place, int ef)
+{
+    static const int modes[] = {MOCK_EAGER, MOCK_LIFETIME_EARLY, MOCK_LIFETIME_LATE};
+    sra_case_t *t = case_new(n, count, bits, rounding, 1024, in_place);
+    float **out0 = NULL, **res0 = NULL;
+
+    fill_random(t, 31ULL * (unsigned long long) (n * 100 + bits) + count);
+    if (ef) {
+        t->res = calloc((size_t) n, sizeof(float *));
+        for (int r = 0; r < n; ++r) {
+            t->res[r] = malloc(count * sizeof(float) + 1);
+        }
+    }
+    for (int m = 0; m < 3; ++m) {
+        t->mode = modes[m];
+        for (int r = 0; ef && r < n; ++r) {
+            memset(t->res[r], 0, count * sizeof(float));
+        }
+        for (int c = 0; c < (ef ? 3 : 1); ++c) {
+            t->model.args.call = (uint64_t) c;
+            run_sra(t);
+        }
+        if (!ef && 0 == m) {
+            check_against_model(t, "eager");
+        }
+        if (0 == m) {
+            out0 = mock_arrays_copy(t->out, n, count);
+            res0 = ef ? mock_arrays_copy(t->res, n, count) : NULL;
+            continue;
+        }
+        CHECK(0 == mock_arrays_differ(t->out, out0, n, count)
+                  && (!ef || 0 == mock_arrays_differ(t->res, res0, n, count)),
+              "mode %d n=%d count=%zu bits=%d round=%d inplace=%d ef=%d: outputs or residuals "
+              "differ from the eager mode", t->mode, n, count, bits, rounding, in_place, ef);
+    }
+    mock_arrays_free(out0, n);
+    mock_arrays_free(res0, n);
+    case_free(t);
+}
+
+/* Message k (first, middle, last) of rank src arrives `delta` bytes off: its receiver
+ * returns an error and never blocks afterwards; nothing stays posted; no rank returns
+ * success with a result other than the clean run's. */
+static void fault_sra(int n, int mode, int src, int where, long delta, int silent)
+{
+    sra_case_t *t = case_new(n, 20011, 8, QTOPO_ROUND_STOCHASTIC, 4096, where % 2);
+    float **clean;
+    char what[128];
+
+    fill_random(t, 17 + (unsigned long long) where);
+    t->mode = mode;
+    run_world(t);
+    clean = mock_arrays_copy(t->out, n, t->model.count);
+    t->fault = (mock_fault_t) {src, mock_fault_pick(mock_msgs_sent(t->w, src), where), delta,
+                               silent};
+    run_world(t);
+    snprintf(what, sizeof(what), "sra n=%d mode=%d: message %zu of rank %d %+ld bytes%s", n,
+             mode, t->fault.k, src, delta, silent ? ", then silent" : "");
+    CHECK(mock_fault_check(t->w, what, t->rc, t->out, clean, t->model.count), "%s", what);
+    mock_arrays_free(clean, n);
+    case_free(t);
+}
+
+static void test_lifetime_and_faults(void)
+{
+    static const int ranks[] = {1, 2, 3, 5, 8};
+    static const int widths[] = {16, 8, 4, 2, 1};
+    static const long deltas[] = {-1, 4, 1 << 20};
+
+    for (size_t ri = 0; ri < sizeof(ranks) / sizeof(ranks[0]); ++ri) {
+        int n = ranks[ri];
+        for (size_t wi = 0; wi < sizeof(widths) / sizeof(widths[0]); ++wi) {
+            int b = widths[wi];
+            lifetime_sra(n, 8009, b, (int) (wi + ri) % 2, 0, 0);
+            lifetime_sra(n, (size_t) n + 1, b, (int) (wi + ri + 1) % 2, 1, 0);
+            lifetime_sra(n, 8009, b, (int) (wi + ri + 1) % 2, 1, 2 == b || 8 == b);
+        }
+        lifetime_sra(n, 5003, 2, QTOPO_ROUND_STOCHASTIC, 0, 1);
+    }
+    for (int where = 0; where < 3; ++where) {
+        for (size_t di = 0; di < sizeof(deltas) / sizeof(deltas[0]); ++di) {
+            for (int silent = 0; silent < 2; ++silent) {
+                fault_sra(3, MOCK_EAGER, where, where, deltas[di], silent);
+                fault_sra(5, MOCK_LIFETIME_LATE, 4 - where, where, deltas[di], silent);
+            }
+        }
+    }
+}
+
 int main(void)
 {
     static const int ranks[] = {1, 2, 3, 4, 5, 8};
@@ -285,6 +417,7 @@ int main(void)
     size_t ri, wi;
     int rounding;
 
+    test_lifetime_and_faults();
     for (ri = 0; ri < sizeof(ranks) / sizeof(ranks[0]); ++ri) {
         int n = ranks[ri];
         size_t counts[] = {1, (size_t) n + 1, 1000, 65537};
@@ -306,5 +439,6 @@ int main(void)
                with);
         CHECK(with * 10.0 < without, "EF drift %.3g is not far below %.3g", with, without);
     }
+    mock_fault_summary("sra");
     return qt_check_summary();
 }
