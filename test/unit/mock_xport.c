@@ -133,7 +133,9 @@ mock_world_t *mock_world_create(int n)
     w->fault_dest = -1;
     w->abandon_waits_sends = NULL != env && 0 == strcmp(env, "wait");
     env = getenv("QTOPO_MOCK_FAILED_WAIT");
-    w->wait_leaves_pending = NULL != env && 0 == strcmp(env, "leave");
+    /* as the PML transport: a failed wait leaves what it did not complete for abandon()
+     * (QTOPO_MOCK_FAILED_WAIT=complete: it completes or drops them itself) */
+    w->wait_leaves_pending = NULL == env || 0 != strcmp(env, "complete");
     return w;
 }
 
@@ -381,6 +383,7 @@ static int mock_isend(qtopo_xport_t *x, int peer, const void *buf, size_t bytes,
     pthread_mutex_lock(&w->mu);
     check_request_free(w, req, m->src, m->dst);
     m->bytes = faulty_size(w, m->src, m->dst, bytes);
+    req->recv = 0;
     if (lifetime(w)) {
         add_pending(w, m);
         m->snap = memdup(buf, bytes);
@@ -449,6 +452,7 @@ static int mock_irecv(qtopo_xport_t *x, int peer, void *buf, size_t cap, qtopo_r
     }
     pthread_mutex_unlock(&w->mu);
     req->handle = r;
+    req->recv = 1;
     return QTOPO_XPORT_OK;
 }
 

@@ -18,7 +18,6 @@
 #include "ompi_config.h"
 
 #include <stdlib.h>
-#include <time.h>
 #if defined(__x86_64__) || defined(__i386__)
 #include <xmmintrin.h>
 #endif
@@ -326,14 +325,6 @@ static int run_hier(const mca_coll_qtopo_module_t *m, bool fail_waits,
                                          stats));
 }
 
-static double seconds_now(void)
-{
-    struct timespec ts;
-
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double) ts.tv_sec + 1e-9 * (double) ts.tv_nsec;
-}
-
 /*
  * Quantized results are bit-identical on every rank only if every rank decodes with
  * the same arithmetic: a process with flush-to-zero or denormals-are-zero on (a
@@ -369,7 +360,7 @@ static int run_call(mca_coll_qtopo_module_t *m, const mca_coll_qtopo_settings_t 
     qtopo_sra_stats_t stats = {0, 0.0};
     qtopo_sra_args_t a;
     bool fail;
-    double t0 = seconds_now();
+    double t0 = qtopo_now();
     unsigned fp_mode = fp_mode_enter();
     int rc;
 
@@ -392,7 +383,7 @@ static int run_call(mca_coll_qtopo_module_t *m, const mca_coll_qtopo_settings_t 
     k.usec_code = (unsigned long) (stats.code_seconds * 1e6);
     k.calls_quantized = 32 != call->bits;
     k.bytes_logical = (unsigned long) (count * sizeof(float));
-    k.usec_total = (unsigned long) ((seconds_now() - t0) * 1e6);
+    k.usec_total = (unsigned long) ((qtopo_now() - t0) * 1e6);
     mca_coll_qtopo_count(m, &k);
     QTOPO_VERBOSE(2, "allreduce #%lu of %zu floats on %s: %s, %d bits, block %d, segment %zu",
                   (unsigned long) call->index, count, comm->c_name, call->hier ? "hier" : "flat",

@@ -30,7 +30,6 @@
  */
 
 #include <string.h>
-#include <time.h>
 
 #include "coll_qtopo_algo.h"
 #include "coll_qtopo_partition.h"
@@ -96,14 +95,6 @@ static qtopo_req_t *slot_req(const sra_plan_t *p, int kind, int j, int peer)
     return &p->reqs[slot_index(p, kind, j, peer)];
 }
 
-static double now(void)
-{
-    struct timespec ts;
-
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double) ts.tv_sec + 1e-9 * (double) ts.tv_nsec;
-}
-
 static int codec_rc(int rc)
 {
     return QTOPO_CODEC_OK == rc ? QTOPO_XPORT_OK : QTOPO_SRA_ERR_CODEC;
@@ -116,7 +107,7 @@ static int encode_values(sra_plan_t *p, const float *src, size_t off, size_t n, 
 {
     const qtopo_sra_args_t *a = p->a;
     qtopo_codec_key_t key = {a->seed, a->call, a->key_rank, a->elem_base + off};
-    double t0 = now();
+    double t0 = qtopo_now();
     int rc;
 
     if (NULL != a->residual) {
@@ -125,7 +116,7 @@ static int encode_values(sra_plan_t *p, const float *src, size_t off, size_t n, 
     } else {
         rc = qtopo_codec_encode(src, n, &a->codec, &key, dst, p->slot_bytes, size_p);
     }
-    p->stats.code_seconds += now() - t0;
+    p->stats.code_seconds += qtopo_now() - t0;
     return codec_rc(rc);
 }
 
@@ -167,11 +158,11 @@ static int scatter_post(sra_plan_t *p, const float *sbuf, int j)
 static int decode_values(sra_plan_t *p, const uint8_t *msg, size_t size, size_t len, float *dst,
                          int add)
 {
-    double t0 = now();
+    double t0 = qtopo_now();
     int rc = add ? qtopo_codec_decode_add(msg, size, len, &p->a->codec, dst)
                  : qtopo_codec_decode(msg, size, len, &p->a->codec, dst);
 
-    p->stats.code_seconds += now() - t0;
+    p->stats.code_seconds += qtopo_now() - t0;
     return codec_rc(rc);
 }
 

@@ -23,6 +23,7 @@
 #define COLL_QTOPO_XPORT_H
 
 #include <stddef.h>
+#include <time.h>
 
 typedef struct qtopo_req {
     void *handle;  /* transport-owned; NULL when nothing is pending */
@@ -51,16 +52,27 @@ struct qtopo_xport {
 #define QTOPO_XPORT_OK 0
 #define QTOPO_XPORT_ERR -1
 
+/* Monotonic time in seconds, for the algorithms' coding time and transports' deadlines. */
+static inline double qtopo_now(void)
+{
+    struct timespec ts;
+
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double) ts.tv_sec + 1e-9 * (double) ts.tv_nsec;
+}
+
 /* Ends a group of requests so that nothing stays in flight: after a success it waits
- * for all of them (and returns the first error of those waits), after an error it
- * abandons them and returns that error. */
+ * for all of them; after an error, its own or one of those waits (which leaves what it
+ * did not complete), it abandons what is left and returns the error. */
 static inline int qtopo_xport_finish(qtopo_xport_t *x, qtopo_req_t *reqs, int n, int rc)
 {
+    if (QTOPO_XPORT_OK == rc) {
+        rc = x->wait(x, reqs, n);
+    }
     if (QTOPO_XPORT_OK != rc) {
         x->abandon(x, reqs, n);
-        return rc;
     }
-    return x->wait(x, reqs, n);
+    return rc;
 }
 
 #endif /* COLL_QTOPO_XPORT_H */

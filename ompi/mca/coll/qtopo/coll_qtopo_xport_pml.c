@@ -10,6 +10,7 @@
 
 #include "ompi_config.h"
 
+
 #include "coll_qtopo.h"
 #include "coll_qtopo_xport.h"
 
@@ -75,28 +76,51 @@ static int pml_wait(qtopo_xport_t *x, qtopo_req_t *reqs, int n)
     return QTOPO_XPORT_OK;
 }
 
-/* Receives not yet matched are cancelled. A send cannot be cancelled in every PML (ob1
- * ignores it) and its receiver may have given up too: it is detached (freed on
- * completion), so the caller must keep its buffer alive (coll_qtopo_allreduce.c never
- * frees the scratch memory of a call that failed). */
+/* Sends that may still complete get this long (seconds, per abandon) before they are
+ * detached: a send whose receive was matched finishes quickly, one whose receiver gave
+ * up never does. */
+#define QTOPO_ABANDON_GRACE 1.0
+
+/* A send, completed within the grace period or else detached (freed on completion). */
+static void finish_send(ompi_request_t **r, double deadline)
+{
+    int done = 0;
+
+    while (OMPI_SUCCESS == ompi_request_test(r, &done, MPI_STATUS_IGNORE) && !done
+           && qtopo_now() < deadline) {
+    }
+    if (!done) {
+        (void) ompi_request_free(r);
+    }
+}
+
+/* Receives not yet matched are cancelled (a matched one completes). A send cannot be
+ * cancelled in every PML (ob1 ignores it) and its receiver may have given up too: it
+ * gets a grace period, then is detached, so the caller must keep its buffer alive
+ * (coll_qtopo_allreduce.c never frees the scratch memory of a call that failed; a user
+ * buffer is only read by a send that a receiver matched, which the grace lets end). */
 static void pml_abandon(qtopo_xport_t *x, qtopo_req_t *reqs, int n)
 {
+    double deadline = qtopo_now() + QTOPO_ABANDON_GRACE;
     int i;
 
     (void) x;
     for (i = 0; i < n; ++i) {
         ompi_request_t *r = reqs[i].handle;
 
-        if (NULL == r) {
-            continue;
-        }
-        if (reqs[i].recv) {
+        if (NULL != r && reqs[i].recv) {
             (void) ompi_request_cancel(r);
             (void) ompi_request_wait(&r, MPI_STATUS_IGNORE);
-        } else {
-            (void) ompi_request_free(&r);
+            reqs[i].handle = NULL;
         }
-        reqs[i].handle = NULL;
+    }
+    for (i = 0; i < n; ++i) {
+        ompi_request_t *r = reqs[i].handle;
+
+        if (NULL != r) {
+            finish_send(&r, deadline);
+            reqs[i].handle = NULL;
+        }
     }
 }
 
