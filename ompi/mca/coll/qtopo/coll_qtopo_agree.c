@@ -22,6 +22,10 @@
  *      setting or the count differ -> this call is handed on, with one message naming
  *      what differs; a rank not ready -> this call is handed on; else run.
  *      The node labels of the first call give every rank the node map.
+ *   4. A verdict other than "run" is followed by one more round trip (confirm) before
+ *      any rank hands the call on, so that no rank still in the agreement meets the
+ *      previous component's messages of a faster rank (step "Ranks that do not take
+ *      part" below would take them for a rank that never joined).
  *
  * Ranks that do not take part. A rank whose own settings make it hand a call on
  * (coll_qtopo_priority 0 or a larger coll_qtopo_min_bytes on that rank only) runs the
@@ -158,9 +162,10 @@ static void fill_vector(const mca_coll_qtopo_module_t *m, const mca_coll_qtopo_s
     }
 }
 
-/* One round: send v to the rank dist ahead, receive from the rank dist behind, MIN. */
+/* One round: send v to the rank dist ahead, receive from the rank dist behind, MIN;
+ * foreign: watch for ranks running another allreduce (see confirm_hand_on). */
 static int agree_round(mca_coll_qtopo_module_t *m, struct ompi_communicator_t *comm,
-                       uint64_t *v, uint64_t *in, int n, int dist)
+                       uint64_t *v, uint64_t *in, int n, int dist, bool foreign)
 {
     int size = ompi_comm_size(comm), rank = ompi_comm_rank(comm), rc, i;
     ompi_request_t *sreq = MPI_REQUEST_NULL, *rreq = MPI_REQUEST_NULL;
@@ -174,13 +179,13 @@ static int agree_round(mca_coll_qtopo_module_t *m, struct ompi_communicator_t *c
                                 MCA_PML_BASE_SEND_STANDARD, comm, &sreq));
     }
     if (OMPI_SUCCESS == rc) {
-        rc = mca_coll_qtopo_wait_watched(comm, &rreq, &st, true);
+        rc = mca_coll_qtopo_wait_watched(comm, &rreq, &st, foreign);
     }
     if (OMPI_SUCCESS == rc && st._ucount != bytes) {
         rc = OMPI_ERR_BAD_PARAM; /* a rank sent another vector: labels on one side only */
     }
     if (OMPI_SUCCESS == rc) {
-        rc = mca_coll_qtopo_wait_watched(comm, &sreq, &st, true);
+        rc = mca_coll_qtopo_wait_watched(comm, &sreq, &st, foreign);
     }
     if (OMPI_SUCCESS != rc) {
         /* abandoned for good (qtopo goes off): the send may never be received, so its
@@ -199,6 +204,43 @@ static int agree_round(mca_coll_qtopo_module_t *m, struct ompi_communicator_t *c
         v[i] = in[i] < v[i] ? in[i] : v[i];
     }
     return OMPI_SUCCESS;
+}
+
+/* Every rank turns qtopo off for good: said once, by rank 0 of the communicator. */
+static void all_off(mca_coll_qtopo_module_t *m, struct ompi_communicator_t *comm,
+                    const char *why)
+{
+    if (0 == m->comm_rank) {
+        opal_output(0, "coll:qtopo: %s: %s; qtopo is off on this communicator and "
+                    "MPI_Allreduce runs through the previous component", comm->c_name, why);
+    }
+    m->off = true;
+}
+
+/* The whole agreement, all rounds. */
+static int disseminate(mca_coll_qtopo_module_t *m, struct ompi_communicator_t *comm,
+                       uint64_t *v, int n, bool foreign)
+{
+    int size = ompi_comm_size(comm), dist, rc = OMPI_SUCCESS;
+    uint64_t *in = m->agree_buf + QTOPO_AGREE_FIXED + size;
+
+    for (dist = 1; OMPI_SUCCESS == rc && dist < size; dist *= 2) {
+        rc = agree_round(m, comm, v, in, n, dist, foreign);
+    }
+    return rc;
+}
+
+/* A rank whose agreement ended with "hand on" would soon send the previous component's
+ * allreduce messages, and a rank still in its last round would take them for a rank
+ * that never joined. So before any rank hands on, one more round trip: a rank leaves it
+ * only once every rank has left the agreement, and it watches for notices only (no rank
+ * can be missing: the agreement this rank completed holds every rank's vector). */
+static int confirm_hand_on(mca_coll_qtopo_module_t *m, struct ompi_communicator_t *comm)
+{
+    uint64_t *v = m->agree_buf;
+
+    v[0] = 0;
+    return disseminate(m, comm, v, 1, false);
 }
 
 /* Names the settings that differ, once per communicator and combination. */
@@ -230,42 +272,19 @@ static void report_mismatch(mca_coll_qtopo_module_t *m, struct ompi_communicator
     m->reported_mismatch = which;
 }
 
-mca_coll_qtopo_verdict_t mca_coll_qtopo_agree(mca_coll_qtopo_module_t *m,
-                                              struct ompi_communicator_t *comm,
-                                              const mca_coll_qtopo_settings_t *s, size_t count,
-                                              bool ready, int *labels)
+/* The verdict of a completed agreement (the same on every rank: the same vector). */
+static mca_coll_qtopo_verdict_t verdict_of(mca_coll_qtopo_module_t *m,
+                                           struct ompi_communicator_t *comm, const uint64_t *v,
+                                           int *labels)
 {
-    int size = ompi_comm_size(comm), n = QTOPO_AGREE_FIXED + (NULL != labels ? size : 0);
-    uint64_t *v = m->agree_buf, *in = m->agree_buf + QTOPO_AGREE_FIXED + size;
-    int dist, i, rc = OMPI_SUCCESS;
+    int i;
 
-    fill_vector(m, s, count, ready, labels, size, v);
-    for (dist = 1; OMPI_SUCCESS == rc && dist < size; dist *= 2) {
-        rc = agree_round(m, comm, v, in, n, dist);
-    }
-    if (OMPI_SUCCESS != rc) {
-        /* said by the ranks that saw the cause; the others were told by a notice */
-        if (OMPI_ERR_UNREACH != rc) {
-            opal_output(0, "coll:qtopo: rank %d of %s: %s; qtopo is off on this communicator "
-                        "and MPI_Allreduce runs through the previous component", m->comm_rank,
-                        comm->c_name, OMPI_ERR_NOT_AVAILABLE == rc
-                        ? "a rank runs MPI_Allreduce without qtopo (is coll_qtopo_priority or "
-                          "coll_qtopo_min_bytes set differently on some ranks?)"
-                        : "the agreement before a call failed");
-        }
-        mca_coll_qtopo_notify_off(m, comm);
-        return QTOPO_OFF;
-    }
     if (pair_differs(v, AG_CALL)) {
-        if (0 == m->comm_rank) {
-            opal_output(0, "coll:qtopo: %s: ranks disagree on the number of allreduce calls so "
-                        "far; qtopo is off on this communicator", comm->c_name);
-        }
-        m->off = true;
+        all_off(m, comm, "ranks disagree on the number of allreduce calls so far");
         return QTOPO_OFF;
     }
     if (NULL != labels) {
-        for (i = 0; i < size; ++i) {
+        for (i = 0; i < ompi_comm_size(comm); ++i) {
             labels[i] = (int) v[QTOPO_AGREE_FIXED + i];
         }
     }
@@ -277,4 +296,39 @@ mca_coll_qtopo_verdict_t mca_coll_qtopo_agree(mca_coll_qtopo_module_t *m,
     }
     m->reported_mismatch = 0;
     return 1 == v[AG_READY] ? QTOPO_RUN : QTOPO_HAND_ON;
+}
+
+mca_coll_qtopo_verdict_t mca_coll_qtopo_agree(mca_coll_qtopo_module_t *m,
+                                              struct ompi_communicator_t *comm,
+                                              const mca_coll_qtopo_settings_t *s, size_t count,
+                                              bool ready, int *labels)
+{
+    int size = ompi_comm_size(comm), n = QTOPO_AGREE_FIXED + (NULL != labels ? size : 0);
+    mca_coll_qtopo_verdict_t verdict;
+    uint64_t *v = m->agree_buf;
+    int rc;
+
+    fill_vector(m, s, count, ready, labels, size, v);
+    rc = disseminate(m, comm, v, n, true);
+    if (OMPI_SUCCESS == rc) {
+        verdict = verdict_of(m, comm, v, labels);
+        if (QTOPO_RUN == verdict) {
+            return verdict;
+        }
+        rc = confirm_hand_on(m, comm);
+        if (OMPI_SUCCESS == rc) {
+            return verdict;
+        }
+    }
+    /* said by the ranks that saw the cause; the others were told by a notice */
+    if (OMPI_ERR_UNREACH != rc) {
+        opal_output(0, "coll:qtopo: rank %d of %s: %s; qtopo is off on this communicator "
+                    "and MPI_Allreduce runs through the previous component", m->comm_rank,
+                    comm->c_name, OMPI_ERR_NOT_AVAILABLE == rc
+                    ? "a rank runs MPI_Allreduce without qtopo (is coll_qtopo_priority or "
+                      "coll_qtopo_min_bytes set differently on some ranks?)"
+                    : "the agreement before a call failed");
+    }
+    mca_coll_qtopo_notify_off(m, comm);
+    return QTOPO_OFF;
 }
