@@ -715,3 +715,298 @@ double qtopo_codec_error_bound(const qtopo_codec_params_t *p, const qtopo_codec_
     return (stochastic ? 2.0 : 1.0) * info->scale * (1.0 + 8.0 * levels * u)
            + 2.0 * u * fabs((double) info->mid);
 }
+
+/* ---- error-bounded format (coll_qtopo_error_bound) --------------------- */
+
+/* Width tags of the error-bounded format (see coll_qtopo_codec.h). */
+static const int eb_tags[] = {QTOPO_CODEC_EB_CONST, 1, 2, 4, 8, 16, QTOPO_CODEC_EB_RAW};
+#define EB_NTAGS ((int) (sizeof(eb_tags) / sizeof(eb_tags[0])))
+
+static int eb_tag_valid(int tag)
+{
+    for (int i = 0; i < EB_NTAGS; ++i) {
+        if (eb_tags[i] == tag) {
+            return 1;
+        }
+    }
+    return 0;
+}
+
+/* Bytes of one block of len values with width tag `tag`, the tag byte included. */
+static size_t eb_block_bytes(int tag, size_t len)
+{
+    switch (tag) {
+    case QTOPO_CODEC_EB_CONST:
+        return 1 + 4;
+    case 16:
+        return 1 + 2 * len;
+    case QTOPO_CODEC_EB_RAW:
+        return 1 + 4 * len;
+    default:
+        return 1 + 8 + code_bytes(len, tag);
+    }
+}
+
+static int eb_block_check(int block)
+{
+    qtopo_codec_params_t p = {8, block, QTOPO_ROUND_NEAREST};
+    return qtopo_codec_params_check(&p);
+}
+
+size_t qtopo_codec_eb_max_size(size_t n, int block)
+{
+    if (QTOPO_CODEC_OK != eb_block_check(block) || QTOPO_CODEC_MAX_COUNT < n) {
+        return 0;
+    }
+    return (n + (size_t) block - 1) / (size_t) block + 4 * n;
+}
+
+/* The codec's documented bound for a block of width w (1..16) with this header;
+ * absmax (the largest |value|) matters for bfloat16 only. */
+static double eb_bound(int w, int block, float scale, float mid, float absmax)
+{
+    qtopo_codec_params_t p = {w, block, QTOPO_ROUND_NEAREST};
+    qtopo_codec_block_info_t info = {0, scale, mid, 0};
+    return qtopo_codec_error_bound(&p, &info, absmax);
+}
+
+/* The chosen width of one block and its header. */
+typedef struct eb_choice {
+    int tag;
+    float scale, mid;
+} eb_choice_t;
+
+/*
+ * The smallest block (in bytes) whose documented error bound is at most tol: an exactly
+ * constant block, min/max codes of 1, 2, 4 or 8 bits, bfloat16, else raw fp32. A block
+ * with NaN or Inf is always raw; tol < 0 (or NaN) leaves only raw.
+ */
+static void eb_choose(const float *x, size_t len, int block, double tol, eb_choice_t *c)
+{
+    float lo = FLT_MAX, hi = -FLT_MAX;
+    size_t best = eb_block_bytes(QTOPO_CODEC_EB_RAW, len);
+    c->tag = QTOPO_CODEC_EB_RAW;
+    c->scale = c->mid = 0.0f;
+    if (!range_block(kernels(), x, len, &lo, &hi)) {
+        return;
+    }
+    if (lo == hi && 0.0 <= tol && eb_block_bytes(QTOPO_CODEC_EB_CONST, len) <= best) {
+        c->tag = QTOPO_CODEC_EB_CONST;
+        c->mid = lo; /* every value is exactly lo */
+        return;
+    }
+    for (int i = 1; i < EB_NTAGS - 1; ++i) {
+        int w = eb_tags[i];
+        float scale = 0.0f, mid = 0.0f, absmax = fmaxf(fabsf(lo), fabsf(hi));
+        if (eb_block_bytes(w, len) >= best) {
+            continue;
+        }
+        if (16 != w && !make_header(lo, hi, (1 << w) - 1, &mid, &scale)) {
+            continue;
+        }
+        if (eb_bound(w, block, scale, mid, absmax) <= tol) {
+            best = eb_block_bytes(w, len);
+            c->tag = w;
+            c->scale = scale;
+            c->mid = mid;
+        }
+    }
+}
+
+/* Writes block x (len values) with the chosen width at out (enough room checked). */
+static void eb_write_block(const float *x, size_t len, const eb_choice_t *c, uint8_t *out)
+{
+    qtopo_codec_params_t wp = {c->tag, QTOPO_CODEC_DEFAULT_BLOCK, QTOPO_ROUND_NEAREST};
+    encoder_t e = {kernels(), &wp, 0, 0, NULL, NULL};
+    uint8_t *codes = out + (16 == c->tag ? 1 : 9);
+    qtopo_qblock_t q;
+    out[0] = (uint8_t) c->tag;
+    if (QTOPO_CODEC_EB_RAW == c->tag) {
+        memcpy(out + 1, x, len * sizeof(float));
+        return;
+    }
+    if (QTOPO_CODEC_EB_CONST == c->tag) {
+        store_f32(out + 1, c->mid);
+        return;
+    }
+    if (16 != c->tag) {
+        store_f32(out + 1, c->scale);
+        store_f32(out + 5, c->mid);
+    }
+    qblock_init(&q, &e, c->mid, c->scale);
+    quant_block(e.kern, x, len, &q, codes);
+}
+
+int qtopo_codec_eb_encode(const float *src, size_t n, int block, double tol, const double *spent,
+                          void *dst, size_t dst_cap, size_t *size_p)
+{
+    uint8_t *out = dst;
+    size_t used = 0, b = 0;
+    if (QTOPO_CODEC_OK != eb_block_check(block) || NULL == size_p || QTOPO_CODEC_MAX_COUNT < n
+        || ((NULL == src || NULL == dst) && 0 != n)) {
+        return QTOPO_CODEC_ERR_ARG;
+    }
+    for (size_t off = 0; off < n; off += (size_t) block, ++b) {
+        size_t len = n - off < (size_t) block ? n - off : (size_t) block, bytes;
+        eb_choice_t c;
+        eb_choose(src + off, len, block, NULL != spent ? tol - spent[b] : tol, &c);
+        bytes = eb_block_bytes(c.tag, len);
+        if (dst_cap - used < bytes) {
+            return QTOPO_CODEC_ERR_SIZE;
+        }
+        eb_write_block(src + off, len, &c, out + used);
+        used += bytes;
+    }
+    *size_p = used;
+    return QTOPO_CODEC_OK;
+}
+
+/* Largest |value| of len 16- or 32-bit floats stored at p (Inf for any NaN or Inf). */
+static float eb_stored_absmax(const uint8_t *p, size_t len, int bf16)
+{
+    uint32_t top = 0, u;
+    float v;
+    for (size_t i = 0; i < len; ++i) {
+        if (bf16) {
+            u = ((uint32_t) p[2 * i] | (uint32_t) p[2 * i + 1] << 8) << 16;
+        } else {
+            memcpy(&u, p + 4 * i, sizeof(u));
+        }
+        u &= 0x7fffffffu;
+        top = u > top ? u : top;
+    }
+    top = top > 0x7f800000u ? 0x7f800000u : top;
+    memcpy(&v, &top, sizeof(v));
+    return v;
+}
+
+/* Reads (and checks) the block at p with `avail` bytes left: its tag, header, size, and
+ * what it adds to a tally (bound on |decoded - original|, bound on |decoded|). */
+typedef struct eb_block {
+    int tag;
+    float scale, mid;
+    size_t bytes;
+    double err, absmax;
+} eb_block_t;
+
+static int eb_read_block(const uint8_t *p, size_t avail, size_t len, int block, eb_block_t *bk)
+{
+    if (1 > avail || !eb_tag_valid(p[0])) {
+        return 1 > avail ? QTOPO_CODEC_ERR_SIZE : QTOPO_CODEC_ERR_CORRUPT;
+    }
+    bk->tag = p[0];
+    bk->bytes = eb_block_bytes(bk->tag, len);
+    bk->scale = bk->mid = 0.0f;
+    bk->err = 0.0;
+    if (avail < bk->bytes) {
+        return QTOPO_CODEC_ERR_SIZE;
+    }
+    if (QTOPO_CODEC_EB_RAW == bk->tag || 16 == bk->tag) {
+        bk->absmax = eb_stored_absmax(p + 1, len, 16 == bk->tag);
+        if (16 == bk->tag) {
+            /* only a forged payload holds Inf or NaN: then no bound */
+            bk->err = isfinite(bk->absmax) ? eb_bound(16, block, 0.0f, 0.0f, (float) bk->absmax)
+                                           : INFINITY;
+        }
+        return QTOPO_CODEC_OK;
+    }
+    bk->mid = load_f32(p + 1);
+    if (QTOPO_CODEC_EB_CONST == bk->tag) {
+        bk->absmax = fabs((double) bk->mid);
+        return isfinite(bk->mid) ? QTOPO_CODEC_OK : QTOPO_CODEC_ERR_CORRUPT;
+    }
+    bk->scale = bk->mid;
+    bk->mid = load_f32(p + 5);
+    if (!header_ok(bk->mid, bk->scale, (1 << bk->tag) - 1)) {
+        return QTOPO_CODEC_ERR_CORRUPT;
+    }
+    /* decoded values are mid + s(2q - L), |.| <= |mid| + sL up to two roundings */
+    bk->absmax = (fabs((double) bk->mid) + (double) bk->scale * ((1 << bk->tag) - 1))
+                 * (1.0 + 0x1p-20);
+    bk->err = eb_bound(bk->tag, block, bk->scale, bk->mid, 0.0f);
+    return QTOPO_CODEC_OK;
+}
+
+static void eb_decode_block(const uint8_t *p, size_t len, const eb_block_t *bk, float *out,
+                            int add)
+{
+    qtopo_dqblock_t d;
+    if (QTOPO_CODEC_EB_RAW == bk->tag) {
+        raw_block(p + 1, len, out, add);
+        return;
+    }
+    if (QTOPO_CODEC_EB_CONST == bk->tag) {
+        for (size_t i = 0; i < len; ++i) {
+            out[i] = add ? out[i] + bk->mid : bk->mid;
+        }
+        return;
+    }
+    dqblock_init(&d, bk->tag, bk->mid, bk->scale, 0);
+    dequant_block(kernels(), p + (16 == bk->tag ? 1 : 9), len, &d, out, add);
+}
+
+/* One pass over the message: checks it (decode == 0) or decodes it (decode == 1). */
+static int eb_walk(const uint8_t *src, size_t size, size_t n, int block, float *out, int add,
+                   const qtopo_codec_eb_tally_t *tally, int decode)
+{
+    size_t used = 0, b = 0;
+    for (size_t off = 0; off < n; off += (size_t) block, ++b) {
+        size_t len = n - off < (size_t) block ? n - off : (size_t) block;
+        eb_block_t bk;
+        int rc = eb_read_block(src + used, size - used, len, block, &bk);
+        if (QTOPO_CODEC_OK != rc) {
+            return rc;
+        }
+        if (decode) {
+            eb_decode_block(src + used, len, &bk, out + off, add);
+        }
+        if (decode && NULL != tally && NULL != tally->err) {
+            tally->err[b] += bk.err;
+        }
+        if (decode && NULL != tally && NULL != tally->absmax) {
+            tally->absmax[b] += bk.absmax;
+        }
+        used += bk.bytes;
+    }
+    return size == used ? QTOPO_CODEC_OK : QTOPO_CODEC_ERR_SIZE;
+}
+
+int qtopo_codec_eb_decode(const void *src, size_t size, size_t n, int block, float *dst, int add,
+                          const qtopo_codec_eb_tally_t *tally)
+{
+    int rc;
+    if (QTOPO_CODEC_OK != eb_block_check(block) || QTOPO_CODEC_MAX_COUNT < n
+        || ((NULL == src || NULL == dst) && 0 != n)) {
+        return QTOPO_CODEC_ERR_ARG;
+    }
+    rc = eb_walk(src, size, n, block, dst, add, tally, 0);
+    return QTOPO_CODEC_OK != rc ? rc : eb_walk(src, size, n, block, dst, add, tally, 1);
+}
+
+void qtopo_codec_eb_absmax(const float *x, size_t n, int block, double *absmax)
+{
+    size_t b = 0;
+    for (size_t off = 0; off < n; off += (size_t) block, ++b) {
+        size_t len = n - off < (size_t) block ? n - off : (size_t) block;
+        absmax[b] += (double) eb_stored_absmax((const uint8_t *) (x + off), len, 0);
+    }
+}
+
+int qtopo_codec_eb_widths(const void *src, size_t size, size_t n, int block,
+                          size_t count[QTOPO_CODEC_EB_RAW + 1])
+{
+    const uint8_t *p = src;
+    size_t used = 0;
+    int rc;
+    if (QTOPO_CODEC_OK != eb_block_check(block) || QTOPO_CODEC_MAX_COUNT < n
+        || (NULL == src && 0 != n) || NULL == count) {
+        return QTOPO_CODEC_ERR_ARG;
+    }
+    rc = eb_walk(p, size, n, block, NULL, 0, NULL, 0);
+    for (size_t off = 0; QTOPO_CODEC_OK == rc && off < n; off += (size_t) block) {
+        size_t len = n - off < (size_t) block ? n - off : (size_t) block;
+        count[p[used]] += 1;
+        used += eb_block_bytes(p[used], len);
+    }
+    return rc;
+}
