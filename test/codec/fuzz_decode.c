@@ -169,6 +169,7 @@ int main(int argc, char **argv)
         qtopo_codec_params_t p;
         size_t n, len;
         char path[4096];
+        int rc;
         FILE *f;
         uint8_t hdr[5] = { (uint8_t) (k % 5), 4, 300 % 256, 300 / 256, k >= 10 ? 4 : 0 };
         params_of(hdr, &p, &n);
@@ -181,10 +182,10 @@ int main(int argc, char **argv)
             x[i] = 0.0f; /* a constant block */
         }
         memcpy(buf, hdr, 5);
-        if (10 <= k ? QTOPO_CODEC_OK != qtopo_codec_eb_encode(x, n, p.block, ldexp(1.0, -2 * (k - 10)),
-                                                               NULL, buf + 5, sizeof(buf) - 5, &len)
-                    : QTOPO_CODEC_OK != qtopo_codec_encode(x, n, &p, NULL, buf + 5, sizeof(buf) - 5,
-                                                           &len)) {
+        rc = 10 <= k ? qtopo_codec_eb_encode(x, n, p.block, ldexp(1.0, -2 * (k - 10)), NULL,
+                                             buf + 5, sizeof(buf) - 5, &len)
+                     : qtopo_codec_encode(x, n, &p, NULL, buf + 5, sizeof(buf) - 5, &len);
+        if (QTOPO_CODEC_OK != rc) {
             return 1;
         }
         snprintf(path, sizeof(path), "%s/seed%d", argv[1], k);
