@@ -738,8 +738,6 @@ static size_t eb_block_bytes(int tag, size_t len)
     switch (tag) {
     case QTOPO_CODEC_EB_CONST:
         return 1 + 4;
-    case 16:
-        return 1 + 2 * len;
     case QTOPO_CODEC_EB_RAW:
         return 1 + 4 * len;
     default:
@@ -761,13 +759,46 @@ size_t qtopo_codec_eb_max_size(size_t n, int block)
     return (n + (size_t) block - 1) / (size_t) block + 4 * n;
 }
 
-/* The codec's documented bound for a block of width w (1..16) with this header;
- * absmax (the largest |value|) matters for bfloat16 only. */
-static double eb_bound(int w, int block, float scale, float mid, float absmax)
+/* The documented nearest-rounding bound of a block of w-bit codes with this header,
+ * s (1 + 8 L u) + 2 u |mid| (see coll_qtopo_codec.h); for w <= 8 the codec's own
+ * qtopo_codec_error_bound, for w = 16 (L = 65535, only in this format) the same formula. */
+static double eb_bound(int w, int block, float scale, float mid)
 {
     qtopo_codec_params_t p = {w, block, QTOPO_ROUND_NEAREST};
     qtopo_codec_block_info_t info = {0, scale, mid, 0};
-    return qtopo_codec_error_bound(&p, &info, absmax);
+    if (16 != w) {
+        return qtopo_codec_error_bound(&p, &info, 0.0f);
+    }
+    return scale * (1.0 + 8.0 * 65535.0 * 0x1p-24) + 2.0 * 0x1p-24 * fabs((double) mid);
+}
+
+/* 16-bit codes, scalar on every CPU: the quantizer and dequantizer of the narrower
+ * widths with L = 65535, two little-endian bytes per code. */
+static void eb_quant16(const float *x, size_t len, float mid, float scale, uint8_t *codes)
+{
+    qtopo_qblock_t q;
+    memset(&q, 0, sizeof(q));
+    q.mid = mid;
+    q.pre = 0x1p63f <= scale ? 0x1p-64f : 1.0f;
+    q.inv2s = 0.0f == scale ? 0.0f : (float) (1.0 / (2.0 * (double) scale * q.pre));
+    q.levels = 65535;
+    q.half_l = 0.5f * (float) q.levels;
+    q.bits = 16;
+    for (size_t i = 0; i < len; ++i) {
+        uint32_t c = quant_one(x[i], &q, 0);
+        codes[2 * i] = (uint8_t) c;
+        codes[2 * i + 1] = (uint8_t) (c >> 8);
+    }
+}
+
+static void eb_dequant16(const uint8_t *codes, size_t len, float mid, float scale, float *out,
+                         int add)
+{
+    qtopo_dqblock_t d = {mid, scale, 65535, 16, 0};
+    for (size_t i = 0; i < len; ++i) {
+        float v = dequant_one((uint32_t) codes[2 * i] | (uint32_t) codes[2 * i + 1] << 8, &d);
+        out[i] = add ? out[i] + v : v;
+    }
 }
 
 /* The chosen width of one block and its header. */
@@ -778,8 +809,8 @@ typedef struct eb_choice {
 
 /*
  * The smallest block (in bytes) whose documented error bound is at most tol: an exactly
- * constant block, min/max codes of 1, 2, 4 or 8 bits, bfloat16, else raw fp32. A block
- * with NaN or Inf is always raw; tol < 0 (or NaN) leaves only raw.
+ * constant block, min/max codes of 1, 2, 4, 8 or 16 bits, else raw fp32. A block with
+ * NaN or Inf is always raw; tol < 0 (or NaN) leaves only raw.
  */
 static void eb_choose(const float *x, size_t len, int block, double tol, eb_choice_t *c)
 {
@@ -795,20 +826,19 @@ static void eb_choose(const float *x, size_t len, int block, double tol, eb_choi
         c->mid = lo; /* every value is exactly lo */
         return;
     }
+    /* widths in increasing size: the first that is good enough is the smallest */
     for (int i = 1; i < EB_NTAGS - 1; ++i) {
         int w = eb_tags[i];
-        float scale = 0.0f, mid = 0.0f, absmax = fmaxf(fabsf(lo), fabsf(hi));
+        float scale = 0.0f, mid = 0.0f;
         if (eb_block_bytes(w, len) >= best) {
-            continue;
+            return;
         }
-        if (16 != w && !make_header(lo, hi, (1 << w) - 1, &mid, &scale)) {
-            continue;
-        }
-        if (eb_bound(w, block, scale, mid, absmax) <= tol) {
-            best = eb_block_bytes(w, len);
+        if (make_header(lo, hi, (int) ((1u << w) - 1), &mid, &scale)
+            && eb_bound(w, block, scale, mid) <= tol) {
             c->tag = w;
             c->scale = scale;
             c->mid = mid;
+            return;
         }
     }
 }
@@ -818,23 +848,24 @@ static void eb_write_block(const float *x, size_t len, const eb_choice_t *c, uin
 {
     qtopo_codec_params_t wp = {c->tag, QTOPO_CODEC_DEFAULT_BLOCK, QTOPO_ROUND_NEAREST};
     encoder_t e = {kernels(), &wp, 0, 0, NULL, NULL};
-    uint8_t *codes = out + (16 == c->tag ? 1 : 9);
     qtopo_qblock_t q;
     out[0] = (uint8_t) c->tag;
     if (QTOPO_CODEC_EB_RAW == c->tag) {
         memcpy(out + 1, x, len * sizeof(float));
         return;
     }
+    store_f32(out + 1, c->mid);
     if (QTOPO_CODEC_EB_CONST == c->tag) {
-        store_f32(out + 1, c->mid);
         return;
     }
-    if (16 != c->tag) {
-        store_f32(out + 1, c->scale);
-        store_f32(out + 5, c->mid);
+    store_f32(out + 1, c->scale);
+    store_f32(out + 5, c->mid);
+    if (16 == c->tag) {
+        eb_quant16(x, len, c->mid, c->scale, out + 9);
+        return;
     }
     qblock_init(&q, &e, c->mid, c->scale);
-    quant_block(e.kern, x, len, &q, codes);
+    quant_block(e.kern, x, len, &q, out + 9);
 }
 
 int qtopo_codec_eb_encode(const float *src, size_t n, int block, double tol, const double *spent,
@@ -861,17 +892,13 @@ int qtopo_codec_eb_encode(const float *src, size_t n, int block, double tol, con
     return QTOPO_CODEC_OK;
 }
 
-/* Largest |value| of len 16- or 32-bit floats stored at p (Inf for any NaN or Inf). */
-static float eb_stored_absmax(const uint8_t *p, size_t len, int bf16)
+/* Largest |value| of len floats stored at p (Inf for any NaN or Inf). */
+static float eb_stored_absmax(const uint8_t *p, size_t len)
 {
     uint32_t top = 0, u;
     float v;
     for (size_t i = 0; i < len; ++i) {
-        if (bf16) {
-            u = ((uint32_t) p[2 * i] | (uint32_t) p[2 * i + 1] << 8) << 16;
-        } else {
-            memcpy(&u, p + 4 * i, sizeof(u));
-        }
+        memcpy(&u, p + 4 * i, sizeof(u));
         u &= 0x7fffffffu;
         top = u > top ? u : top;
     }
@@ -901,13 +928,8 @@ static int eb_read_block(const uint8_t *p, size_t avail, size_t len, int block, 
     if (avail < bk->bytes) {
         return QTOPO_CODEC_ERR_SIZE;
     }
-    if (QTOPO_CODEC_EB_RAW == bk->tag || 16 == bk->tag) {
-        bk->absmax = eb_stored_absmax(p + 1, len, 16 == bk->tag);
-        if (16 == bk->tag) {
-            /* only a forged payload holds Inf or NaN: then no bound */
-            bk->err = isfinite(bk->absmax) ? eb_bound(16, block, 0.0f, 0.0f, (float) bk->absmax)
-                                           : INFINITY;
-        }
+    if (QTOPO_CODEC_EB_RAW == bk->tag) {
+        bk->absmax = eb_stored_absmax(p + 1, len);
         return QTOPO_CODEC_OK;
     }
     bk->mid = load_f32(p + 1);
@@ -923,7 +945,7 @@ static int eb_read_block(const uint8_t *p, size_t avail, size_t len, int block, 
     /* decoded values are mid + s(2q - L), |.| <= |mid| + sL up to two roundings */
     bk->absmax = (fabs((double) bk->mid) + (double) bk->scale * ((1 << bk->tag) - 1))
                  * (1.0 + 0x1p-20);
-    bk->err = eb_bound(bk->tag, block, bk->scale, bk->mid, 0.0f);
+    bk->err = eb_bound(bk->tag, block, bk->scale, bk->mid);
     return QTOPO_CODEC_OK;
 }
 
@@ -941,8 +963,12 @@ static void eb_decode_block(const uint8_t *p, size_t len, const eb_block_t *bk, 
         }
         return;
     }
+    if (16 == bk->tag) {
+        eb_dequant16(p + 9, len, bk->mid, bk->scale, out, add);
+        return;
+    }
     dqblock_init(&d, bk->tag, bk->mid, bk->scale, 0);
-    dequant_block(kernels(), p + (16 == bk->tag ? 1 : 9), len, &d, out, add);
+    dequant_block(kernels(), p + 9, len, &d, out, add);
 }
 
 /* One pass over the message: checks it (decode == 0) or decodes it (decode == 1). */
@@ -988,7 +1014,7 @@ void qtopo_codec_eb_absmax(const float *x, size_t n, int block, double *absmax)
     size_t b = 0;
     for (size_t off = 0; off < n; off += (size_t) block, ++b) {
         size_t len = n - off < (size_t) block ? n - off : (size_t) block;
-        absmax[b] += (double) eb_stored_absmax((const uint8_t *) (x + off), len, 0);
+        absmax[b] += (double) eb_stored_absmax((const uint8_t *) (x + off), len);
     }
 }
 

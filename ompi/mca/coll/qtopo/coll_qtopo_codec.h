@@ -157,11 +157,15 @@ double qtopo_codec_error_bound(const qtopo_codec_params_t *p, const qtopo_codec_
  * nothing but n and the block size (no agreement on widths). Rounding is always
  * nearest. Blocks follow each other without padding or appendix:
  *
- *   tag byte, then  0 (CONST):   float v; every value is exactly v (error 0)
- *                   1, 2, 4, 8:  float s, float mid, ceil(len*w/8) bytes of codes,
- *                                as in the fixed format (min/max scaling)
- *                   16:          len bfloat16 values
- *                   32 (RAW):    len fp32 values as given (error 0; NaN/Inf blocks)
+ *   tag byte, then  0 (CONST):       float v; every value is exactly v (error 0)
+ *                   1, 2, 4, 8, 16:  float s, float mid, ceil(len*w/8) bytes of codes,
+ *                                    min/max scaling as in the fixed format, nearest
+ *                                    (16: L = 65535, two little-endian bytes a code;
+ *                                    bound s(1 + 8Lu) + 2u|mid| as for b <= 8)
+ *                   32 (RAW):        len fp32 values as given (error 0; NaN/Inf blocks)
+ *
+ * (16 means integer codes here, not bfloat16: bfloat16's error is relative, 2^-9 of
+ * the value, while an absolute bound wants the block's range cut evenly.)
  *
  * A message is at most qtopo_codec_eb_max_size(n, block) = nblocks + 4n bytes (the
  * encoder never picks a width larger than raw). The decoder checks every tag and
