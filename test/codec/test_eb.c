@@ -1,8 +1,8 @@
 /*
  * Unit tests of the codec's error-bounded format (qtopo_codec_eb_*): every decoded
  * value within the tolerance, the tally (error and magnitude bounds) valid and within
- * the tolerance, the smallest qualifying width chosen (1..16-bit codes), constant and zero blocks at
- * 5 bytes, per-block budgets, NaN/Inf raw, scalar = AVX2 bytes, sizes, and a decoder
+ * the tolerance, the smallest qualifying width chosen (1..16-bit codes), constant and
+ * zero blocks at 5 bytes, per-block budgets, NaN/Inf raw, scalar = AVX2 bytes, sizes, and a decoder
  * that rejects every truncation and bad tag or header. Ends with "N passed, M failed".
  */
 

@@ -17,6 +17,7 @@
 
 #include "ompi_config.h"
 
+#include <math.h>
 #include <stdlib.h>
 #include <time.h>
 #if defined(__x86_64__) || defined(__i386__)
@@ -42,7 +43,9 @@
 
 /* How one call is run. */
 typedef struct qtopo_call {
-    int bits;      /* 32: exact */
+    int bits;      /* 32: exact; 0: error-bounded */
+    int eb_mode;   /* QTOPO_EB_*, with the bound error_bound (absolute once the call runs) */
+    double error_bound;
     int block;
     size_t segment;
     uint64_t index; /* eligible call number on the communicator */
@@ -112,12 +115,56 @@ static void choose_setting(const mca_coll_qtopo_module_t *m, const mca_coll_qtop
 
     call->index = m->ncalls;
     call->bits = NULL != rule ? rule->bits : s->bits;
+    call->eb_mode = NULL != rule ? rule->eb_mode
+                                 : (0.0 < s->error_bound ? s->error_bound_mode : QTOPO_EB_OFF);
+    call->error_bound = NULL != rule ? rule->error_bound : s->error_bound;
+    call->bits = QTOPO_EB_OFF != call->eb_mode ? 0 : call->bits;
     call->block = NULL != rule && 0 != rule->block ? rule->block : s->block_size;
     call->segment = NULL != rule && 0 != rule->segment ? rule->segment : s->segment_size;
     if (32 != call->bits
         && !qtopo_schedule_quantize(call->index, s->ratio, (uint64_t) s->warmup)) {
         call->bits = 32;
+        call->eb_mode = QTOPO_EB_OFF;
     }
+}
+
+/*
+ * Relative error bound: E times a lower bound of max |result|. qtopo sums a sample of
+ * QTOPO_REL_SAMPLES evenly spaced elements exactly (in double, with their sum of |x|,
+ * through the previous module's allreduce) and takes the largest |sample sum| less its
+ * rounding bound. A lower bound keeps the guarantee (|error| <= E max |result|) without
+ * knowing the result before it is computed; the alternative, agreeing on max |result|,
+ * would need the reduced values of every owner before the second quantization (a
+ * barrier per segment), and a bound from the inputs alone (max |x|) can only bound
+ * max |result| from above, which breaks the guarantee under cancellation. Costs one
+ * 2 KiB allreduce per call, run after the agreement (every rank runs the call). Ranks
+ * may get a bound that differs in the last bits (the previous module need not be
+ * bit-identical across ranks); that is harmless: widths are chosen by each encoder
+ * alone and travel on the wire.
+ */
+#define QTOPO_REL_SAMPLES 128
+
+static int relative_to_absolute(const mca_coll_qtopo_module_t *m,
+                                struct ompi_communicator_t *comm, const float *src,
+                                size_t count, qtopo_call_t *call)
+{
+    double sample[2 * QTOPO_REL_SAMPLES], lower = 0.0;
+    double nu = (double) m->comm_size * 0x1p-53, gamma = nu / (1.0 - nu);
+    size_t k = count < QTOPO_REL_SAMPLES ? count : QTOPO_REL_SAMPLES, j;
+    int rc;
+
+    for (j = 0; j < k; ++j) {
+        sample[j] = (double) src[j * count / k];
+        sample[k + j] = fabs(sample[j]);
+    }
+    rc = m->prev_allreduce(MPI_IN_PLACE, sample, (int) (2 * k), MPI_DOUBLE, MPI_SUM, comm,
+                           m->prev_allreduce_module);
+    for (j = 0; OMPI_SUCCESS == rc && j < k; ++j) {
+        lower = fmax(lower, fabs(sample[j]) - gamma * sample[k + j]); /* NaN/Inf: skipped */
+    }
+    call->error_bound *= lower;
+    call->eb_mode = QTOPO_EB_ABS;
+    return rc;
 }
 
 /*
@@ -164,7 +211,7 @@ static void *module_scratch(mca_coll_qtopo_module_t *m, size_t bytes)
 static void fill_sra_args(const mca_coll_qtopo_settings_t *s, struct ompi_communicator_t *comm,
                           const qtopo_call_t *call, qtopo_sra_args_t *a)
 {
-    a->codec.bits = call->bits;
+    a->codec.bits = 0 != call->bits ? call->bits : 8; /* error-bounded: not used */
     a->codec.block = call->block;
     a->codec.rounding = s->rounding;
     a->seg_bytes = call->segment;
@@ -173,6 +220,8 @@ static void fill_sra_args(const mca_coll_qtopo_settings_t *s, struct ompi_commun
     a->key_rank = (uint32_t) ompi_comm_rank(comm);
     a->elem_base = 0;
     a->residual = NULL;
+    a->error_bounded = QTOPO_EB_OFF != call->eb_mode;
+    a->error_bound = call->error_bound;
 }
 
 static size_t scratch_bytes(const mca_coll_qtopo_module_t *m, const mca_coll_qtopo_settings_t *s,
@@ -363,18 +412,26 @@ static void fp_mode_leave(unsigned saved)
 
 static int run_call(mca_coll_qtopo_module_t *m, const mca_coll_qtopo_settings_t *s,
                     const float *src, float *rbuf, size_t count, struct ompi_communicator_t *comm,
-                    const qtopo_call_t *call)
+                    qtopo_call_t *call)
 {
     mca_coll_qtopo_counters_t k = {0};
     qtopo_sra_stats_t stats = {0, 0.0};
     qtopo_sra_args_t a;
     bool fail;
     double t0 = seconds_now();
-    unsigned fp_mode = fp_mode_enter();
+    unsigned fp_mode;
     int rc;
 
+    if (QTOPO_EB_REL == call->eb_mode) {
+        rc = relative_to_absolute(m, comm, src, count, call);
+        if (OMPI_SUCCESS != rc) {
+            return rc;
+        }
+    }
+    fp_mode = fp_mode_enter();
     fill_sra_args(s, comm, call, &a);
-    if (32 != call->bits && s->error_feedback) {
+    /* error feedback would add last call's residual, outside the error bound */
+    if (32 != call->bits && s->error_feedback && QTOPO_EB_OFF == call->eb_mode) {
         a.residual = ef_residual(m, comm, s, src, count, call->hier);
     }
     fail = mca_coll_qtopo_fault("xport", m->comm_rank, call->index);
@@ -394,9 +451,10 @@ static int run_call(mca_coll_qtopo_module_t *m, const mca_coll_qtopo_settings_t 
     k.bytes_logical = (unsigned long) (count * sizeof(float));
     k.usec_total = (unsigned long) ((seconds_now() - t0) * 1e6);
     mca_coll_qtopo_count(m, &k);
-    QTOPO_VERBOSE(2, "allreduce #%lu of %zu floats on %s: %s, %d bits, block %d, segment %zu",
-                  (unsigned long) call->index, count, comm->c_name, call->hier ? "hier" : "flat",
-                  call->bits, call->block, call->segment);
+    QTOPO_VERBOSE(2, "allreduce #%lu of %zu floats on %s: %s, %d bits (0: error bound %g), "
+                  "block %d, segment %zu", (unsigned long) call->index, count, comm->c_name,
+                  call->hier ? "hier" : "flat", call->bits, call->error_bound, call->block,
+                  call->segment);
     return OMPI_SUCCESS;
 }
 
