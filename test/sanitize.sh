@@ -26,7 +26,14 @@ build_instrumented() {
     gcc $san_flags -pthread -I"$src" -o "$build/test_ring" "$top"/test/unit/test_ring.c \
         "$top"/test/unit/mock_xport.c "$src"/coll_qtopo_ring.c -lm
     # shellcheck disable=SC2086
+    gcc $san_flags -pthread -I"$src" -o "$build/test_ebound" "$top"/test/unit/test_ebound.c \
+        "$top"/test/unit/mock_xport.c "$src"/coll_qtopo_sra.c "$src"/coll_qtopo_hier.c \
+        "$src"/coll_qtopo_ring.c "$src"/coll_qtopo_codec.c "$src"/coll_qtopo_codec_avx2.c -lm
+    # shellcheck disable=SC2086
     mpicc $san_flags -o "$build/test_allreduce" "$top/test/mpi/test_allreduce.c" \
+        "$top/test/mpi/mpit.c" -lm
+    # shellcheck disable=SC2086
+    mpicc $san_flags -o "$build/test_ebound_mpi" "$top/test/mpi/test_ebound.c" \
         "$top/test/mpi/mpit.c" -lm
 }
 
@@ -37,13 +44,16 @@ mpi_args=(--allow-run-as-root --oversubscribe -np "$np" --mca btl self,vader,tcp
 run_asan() {
     local libasan
     libasan=$(gcc -print-file-name=libasan.so)
-    echo "== unit test under ASan/UBSan"
+    echo "== unit tests under ASan/UBSan"
     "$build/test_ring" | tail -n 1
-    echo "== MPI test, $np ranks, component under ASan/UBSan (leak check off: Open MPI's own)"
-    mpirun "${mpi_args[@]}" --mca mca_base_component_path "$build/.libs:SYS_DEFAULT" \
-        -x LD_PRELOAD="$libasan" -x ASAN_OPTIONS=detect_leaks=0:abort_on_error=1 \
-        -x UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
-        "$build/test_allreduce" --expect on
+    "$build/test_ebound" | tail -n 1
+    echo "== MPI tests, $np ranks, component under ASan/UBSan (leak check off: Open MPI's own)"
+    for prog in "$build/test_allreduce --expect on" "$build/test_ebound_mpi"; do
+        # shellcheck disable=SC2086
+        mpirun "${mpi_args[@]}" --mca mca_base_component_path "$build/.libs:SYS_DEFAULT" \
+            -x LD_PRELOAD="$libasan" -x ASAN_OPTIONS=detect_leaks=0:abort_on_error=1 \
+            -x UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 $prog
+    done
 }
 
 # Open MPI itself leaks at finalize and trips memcheck in places, also below calls

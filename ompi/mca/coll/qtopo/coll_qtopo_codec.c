@@ -246,11 +246,43 @@ static void dequant_scalar(const uint8_t *codes, size_t groups, const qtopo_dqbl
     }
 }
 
+/* 16-bit codes (error-bounded format), any element count */
+static void quant16_elems(const float *x, size_t n, const qtopo_qblock_t *q, uint8_t *codes)
+{
+    for (size_t i = 0; i < n; ++i) {
+        uint32_t c = quant_one(x[i], q, 0);
+        codes[2 * i] = (uint8_t) c;
+        codes[2 * i + 1] = (uint8_t) (c >> 8);
+    }
+}
+
+static void dequant16_elems(const uint8_t *codes, size_t n, const qtopo_dqblock_t *d, float *out,
+                            int add)
+{
+    for (size_t i = 0; i < n; ++i) {
+        float v = dequant_one((uint32_t) codes[2 * i] | (uint32_t) codes[2 * i + 1] << 8, d);
+        out[i] = add ? out[i] + v : v;
+    }
+}
+
+static void quant16_scalar(const float *x, size_t groups, const qtopo_qblock_t *q, uint8_t *codes)
+{
+    quant16_elems(x, 8 * groups, q, codes);
+}
+
+static void dequant16_scalar(const uint8_t *codes, size_t groups, const qtopo_dqblock_t *d,
+                             float *out, int add)
+{
+    dequant16_elems(codes, 8 * groups, d, out, add);
+}
+
 static const qtopo_codec_kernels_t scalar_kernels = {
     .name = "scalar",
     .range = range_scalar,
     .quant = quant_scalar,
     .dequant = dequant_scalar,
+    .quant16 = quant16_scalar,
+    .dequant16 = dequant16_scalar,
 };
 
 void qtopo_codec_force_scalar(int on)
@@ -772,10 +804,12 @@ static double eb_bound(int w, int block, float scale, float mid)
     return scale * (1.0 + 8.0 * 65535.0 * 0x1p-24) + 2.0 * 0x1p-24 * fabs((double) mid);
 }
 
-/* 16-bit codes, scalar on every CPU: the quantizer and dequantizer of the narrower
- * widths with L = 65535, two little-endian bytes per code. */
+/* 16-bit codes of a block of len values: the quantizer and dequantizer of the narrower
+ * widths with L = 65535, two little-endian bytes per code (kernels for whole groups of 8,
+ * the scalar definition for the rest). */
 static void eb_quant16(const float *x, size_t len, float mid, float scale, uint8_t *codes)
 {
+    size_t groups = len / 8;
     qtopo_qblock_t q;
     memset(&q, 0, sizeof(q));
     q.mid = mid;
@@ -783,22 +817,18 @@ static void eb_quant16(const float *x, size_t len, float mid, float scale, uint8
     q.inv2s = 0.0f == scale ? 0.0f : (float) (1.0 / (2.0 * (double) scale * q.pre));
     q.levels = 65535;
     q.half_l = 0.5f * (float) q.levels;
-    q.bits = 16;
-    for (size_t i = 0; i < len; ++i) {
-        uint32_t c = quant_one(x[i], &q, 0);
-        codes[2 * i] = (uint8_t) c;
-        codes[2 * i + 1] = (uint8_t) (c >> 8);
-    }
+    q.bits = 8; /* not bfloat16: the kernels take these as integer codes */
+    kernels()->quant16(x, groups, &q, codes);
+    quant16_elems(x + 8 * groups, len % 8, &q, codes + 16 * groups);
 }
 
 static void eb_dequant16(const uint8_t *codes, size_t len, float mid, float scale, float *out,
                          int add)
 {
+    size_t groups = len / 8;
     qtopo_dqblock_t d = {mid, scale, 65535, 16, 0};
-    for (size_t i = 0; i < len; ++i) {
-        float v = dequant_one((uint32_t) codes[2 * i] | (uint32_t) codes[2 * i + 1] << 8, &d);
-        out[i] = add ? out[i] + v : v;
-    }
+    kernels()->dequant16(codes, groups, &d, out, add);
+    dequant16_elems(codes + 16 * groups, len % 8, &d, out + 8 * groups, add);
 }
 
 /* The chosen width of one block and its header. */

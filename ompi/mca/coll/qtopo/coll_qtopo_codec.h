@@ -239,6 +239,11 @@ typedef struct qtopo_codec_kernels {
     void (*quant)(const float *x, size_t groups, const qtopo_qblock_t *q, uint8_t *codes);
     void (*dequant)(const uint8_t *codes, size_t groups, const qtopo_dqblock_t *d, float *out,
                     int add);
+    /* 16-bit integer codes of the error-bounded format (L = 65535, nearest; two
+     * little-endian bytes a code): the arithmetic of quant / dequant */
+    void (*quant16)(const float *x, size_t groups, const qtopo_qblock_t *q, uint8_t *codes);
+    void (*dequant16)(const uint8_t *codes, size_t groups, const qtopo_dqblock_t *d, float *out,
+                      int add);
 } qtopo_codec_kernels_t;
 
 /* NULL when this build or this CPU has no AVX2. */
