@@ -129,38 +129,75 @@ static void choose_setting(const mca_coll_qtopo_module_t *m, const mca_coll_qtop
 }
 
 /*
- * Relative error bound: E times a lower bound of max |result|. qtopo sums a sample of
- * QTOPO_REL_SAMPLES evenly spaced elements exactly (in double, with their sum of |x|,
- * through the previous module's allreduce) and takes the largest |sample sum| less its
- * rounding bound. A lower bound keeps the guarantee (|error| <= E max |result|) without
- * knowing the result before it is computed; the alternative, agreeing on max |result|,
- * would need the reduced values of every owner before the second quantization (a
- * barrier per segment), and a bound from the inputs alone (max |x|) can only bound
- * max |result| from above, which breaks the guarantee under cancellation. Costs one
- * 2 KiB allreduce per call, run after the agreement (every rank runs the call). Ranks
- * may get a bound that differs in the last bits (the previous module need not be
- * bit-identical across ranks); that is harmless: widths are chosen by each encoder
- * alone and travel on the wire.
+ * Relative error bound: E times a lower bound of max |result|. Every rank sends a sample
+ * of QTOPO_REL_SAMPLES evenly spaced elements (as doubles, with their |x|) to every other
+ * rank over qtopo's own transport, and each sums them in rank order: the same exact-ish
+ * sums, hence the same E, on every rank. The largest |sample sum| less its rounding bound
+ * is a lower bound of max |result|, which keeps the guarantee |error| <= E max |result|
+ * without knowing the result before it is computed. The alternatives: agreeing on the
+ * true max |result| would need every owner's reduced values before the second
+ * quantization (a barrier per segment); a bound from the inputs alone (max |x|) bounds
+ * max |result| only from above, which breaks the guarantee under cancellation. Cost: one
+ * 2 KiB message to and from every peer per call. (Not the previous component's
+ * allreduce: its tag is how the agreement recognises a rank that runs without qtopo.)
+ * The scratch memory, allocated before the agreement, holds the samples; the algorithm
+ * reuses it afterwards.
  */
 #define QTOPO_REL_SAMPLES 128
+
+static size_t sample_bytes(int n)
+{
+    return (size_t) n * (2 * QTOPO_REL_SAMPLES * sizeof(double) + 2 * sizeof(qtopo_req_t));
+}
+
+/* all[p * len ...] holds rank p's len doubles on return (ours are there already). */
+static int exchange_samples(struct ompi_communicator_t *comm, int rank, int n, double *all,
+                            size_t len, qtopo_req_t *reqs)
+{
+    size_t bytes = len * sizeof(double);
+    mca_coll_qtopo_pml_ctx_t ctx;
+    qtopo_xport_t x;
+    int p, rc = QTOPO_XPORT_OK;
+
+    mca_coll_qtopo_xport_pml_init(&x, &ctx, comm, NULL, rank, n);
+    for (p = 0; p < 2 * n; ++p) {
+        reqs[p] = (qtopo_req_t) QTOPO_REQ_INIT;
+    }
+    for (p = 0; QTOPO_XPORT_OK == rc && p < n; ++p) {
+        rc = p == rank ? rc : x.irecv(&x, p, all + (size_t) p * len, bytes, &reqs[p]);
+    }
+    for (p = 0; QTOPO_XPORT_OK == rc && p < n; ++p) {
+        rc = p == rank ? rc : x.isend(&x, p, all + (size_t) rank * len, bytes, &reqs[n + p]);
+    }
+    rc = qtopo_xport_finish(&x, reqs, 2 * n, rc);
+    for (p = 0; QTOPO_XPORT_OK == rc && p < n; ++p) {
+        rc = p == rank || reqs[p].bytes == bytes ? rc : QTOPO_XPORT_ERR;
+    }
+    return QTOPO_XPORT_OK == rc ? OMPI_SUCCESS : OMPI_ERROR;
+}
 
 static int relative_to_absolute(const mca_coll_qtopo_module_t *m,
                                 struct ompi_communicator_t *comm, const float *src,
                                 size_t count, qtopo_call_t *call)
 {
-    double sample[2 * QTOPO_REL_SAMPLES], lower = 0.0;
-    double nu = (double) m->comm_size * 0x1p-53, gamma = nu / (1.0 - nu);
-    size_t k = count < QTOPO_REL_SAMPLES ? count : QTOPO_REL_SAMPLES, j;
-    int rc;
+    int n = m->comm_size, p, rc;
+    size_t k = count < QTOPO_REL_SAMPLES ? count : QTOPO_REL_SAMPLES, len = 2 * k, j;
+    double *all = call->scratch, *mine = all + (size_t) m->comm_rank * len, lower = 0.0;
+    double nu = (double) n * 0x1p-53, gamma = nu / (1.0 - nu);
 
     for (j = 0; j < k; ++j) {
-        sample[j] = (double) src[j * count / k];
-        sample[k + j] = fabs(sample[j]);
+        mine[j] = (double) src[j * count / k];
+        mine[k + j] = fabs(mine[j]);
     }
-    rc = m->prev_allreduce(MPI_IN_PLACE, sample, (int) (2 * k), MPI_DOUBLE, MPI_SUM, comm,
-                           m->prev_allreduce_module);
+    rc = exchange_samples(comm, m->comm_rank, n, all, len,
+                          (qtopo_req_t *) (all + (size_t) n * 2 * QTOPO_REL_SAMPLES));
     for (j = 0; OMPI_SUCCESS == rc && j < k; ++j) {
-        lower = fmax(lower, fabs(sample[j]) - gamma * sample[k + j]); /* NaN/Inf: skipped */
+        double sum = 0.0, mag = 0.0;
+        for (p = 0; p < n; ++p) {
+            sum += all[(size_t) p * len + j];
+            mag += all[(size_t) p * len + k + j];
+        }
+        lower = fmax(lower, fabs(sum) - gamma * mag); /* NaN/Inf: skipped */
     }
     call->error_bound *= lower;
     call->eb_mode = QTOPO_EB_ABS;
@@ -229,15 +266,22 @@ static size_t scratch_bytes(const mca_coll_qtopo_module_t *m, const mca_coll_qto
                             const qtopo_call_t *call)
 {
     qtopo_hier_args_t a;
+    size_t bytes;
 
     fill_sra_args(s, comm, call, &a.sra);
     if (call->hier) {
         a.seg_bytes = call->segment;
         a.quantize = 32 != call->bits;
-        return qtopo_hier_scratch_bytes(count, m->nodes.local_size, m->nodes.rail_size, &a);
+        bytes = qtopo_hier_scratch_bytes(count, m->nodes.local_size, m->nodes.rail_size, &a);
+    } else {
+        bytes = 32 == call->bits ? qtopo_ring_scratch_bytes(count, m->comm_size, call->segment)
+                                 : qtopo_sra_scratch_bytes(count, m->comm_size, &a.sra);
     }
-    return 32 == call->bits ? qtopo_ring_scratch_bytes(count, m->comm_size, call->segment)
-                            : qtopo_sra_scratch_bytes(count, m->comm_size, &a.sra);
+    /* the samples of the relative bound use the same memory before the algorithm does */
+    if (QTOPO_EB_REL == call->eb_mode && bytes < sample_bytes(m->comm_size)) {
+        bytes = sample_bytes(m->comm_size);
+    }
+    return bytes;
 }
 
 /* Everything a call needs that can fail on this rank alone, before the agreement:
