@@ -3,7 +3,8 @@
  * allreduce, measured side by side in the same run (osu_allreduce-like).
  *
  *   mpirun -np 4 --mca coll_qtopo_priority 40 qtopo_bench [-b MIN] [-e MAX] [-r ROUNDS]
- *          [--sizes 1M,16M,64M] [--bits B] [--rounding nearest|stochastic] [--csv]
+ *          [--sizes 1M,16M,64M] [--bits B] [--rounding nearest|stochastic]
+ *          [--data grad|gauss|student|smooth|sparse] [--csv]
  *
  * Sizes are bytes of fp32 data: MIN to MAX in x4 steps (default 4 B .. 64 MiB), or the
  * explicit --sizes list (K, M, G suffixes: 2^10, 2^20, 2^30). --bits and --rounding set the
@@ -13,8 +14,14 @@
  * For every size it times the call on a duplicate of MPI_COMM_WORLD (where qtopo runs, if
  * enabled) and on a twin duplicate that excludes qtopo (ompi_comm_coll_preference=^qtopo:
  * Open MPI's default choice), alternating the two for ROUNDS rounds and keeping each one's
- * best round. The input is gradient-like: Gaussian values, standard deviation 1e-3 times
- * 1..4 depending on the rank, from a deterministic generator of (rank, index).
+ * best round. The input (--data) is, from a deterministic generator of (rank, index):
+ *   grad     (default) gradient-like: Gaussian, standard deviation 1e-3 times 1..4 by rank
+ *   gauss    standard Gaussian
+ *   student  Student-t with 3 degrees of freedom (heavy tails)
+ *   smooth   a sampled field: a sum of three sines per rank (periods 6283, 459, 88 values)
+ *   sparse   standard Gaussian in 1/16 of the 1024-value regions (another set per rank),
+ *            zero elsewhere
+ * (the unit-scale kinds are for the error-bounded mode, coll_qtopo_error_bound).
  *
  * Reported per size, nccl-tests style, with times per call of the slowest rank:
  *   qtopo_us      qtopo's time
@@ -32,11 +39,12 @@
  *   ompi_us, ompi_busbw   the same for Open MPI's allreduce
  *   speedup       Open MPI time / qtopo time
  *   ran           from the MPI_T counters: "qtopo" (lossless), "q-<bits>" (quantized;
- *                 "q-rule" when coll_qtopo_rules picks the width), "mixed" (only some calls
+ *                 "q-rule" when coll_qtopo_rules picks the width, "q-eb" in the error-bounded
+ *                 mode), "mixed" (only some calls
  *                 quantized or handled) or "prev" (handed to the previous component)
  *
- * --csv prints the same rows comma-separated, with the bits, rounding and rank count on
- * every row, after '#' comment lines and one line of column names. Absolute times on a
+ * --csv prints the same rows comma-separated, with the bits, rounding, rank count and data
+ * kind on every row, after '#' comment lines and one line of column names. Absolute times on a
  * shared machine are noise: compare the two columns of one run.
  */
 
@@ -63,6 +71,12 @@ typedef struct bench_opts {
     int csv;
 } bench_opts_t;
 
+/* --data: the input kind */
+enum { DATA_GRAD, DATA_GAUSS, DATA_STUDENT, DATA_SMOOTH, DATA_SPARSE, DATA_COUNT };
+static const char *const g_data_names[DATA_COUNT] = {"grad", "gauss", "student", "smooth",
+                                                     "sparse"};
+static int g_data = DATA_GRAD;
+
 /* The MPI_T counters the benchmark reads, in this order. */
 enum { CTR_HANDLED, CTR_QUANTIZED, CTR_WIRE, CTR_USEC_TOTAL, CTR_USEC_CODE, CTR_COUNT };
 static const char *const g_counter_names[CTR_COUNT] = {
@@ -74,6 +88,7 @@ static const char *const g_counter_names[CTR_COUNT] = {
 static const char *const g_setting_names[] = {
     "bits",         "rounding",  "block_size", "algorithm", "segment_size",
     "min_bytes",    "rules",     "ratio",      "warmup",    "error_feedback",
+    "error_bound",  "error_bound_mode",
 };
 
 static MPI_T_pvar_session g_session;
@@ -253,15 +268,38 @@ static void init_normal_table(void)
     }
 }
 
-/* Element i of rank `rank`'s input: N(0, 1) (two table values, / sqrt 2) times the rank's
- * scale 1e-3 * (1 + rank % 4). */
+/* Table value number k (0..3) picked by the hash h. */
+static float normal_at(uint64_t h, int k)
+{
+    return g_normal[(h >> (16 * k)) & (NORMAL_TABLE_SIZE - 1)];
+}
+
+/* Element i of rank `rank`'s input, of the --data kind (see the top of this file); z is
+ * N(0, 1) from two table values (/ sqrt 2). */
 static float input_value(int rank, size_t i)
 {
-    uint64_t h = mix64(((uint64_t) rank + 1) * 0x9e3779b97f4a7c15ULL ^ (uint64_t) i);
-    float z = (g_normal[h & (NORMAL_TABLE_SIZE - 1)]
-               + g_normal[(h >> 32) & (NORMAL_TABLE_SIZE - 1)]) * 0.70710678f;
+    uint64_t h = mix64(((uint64_t) rank + 1) * 0x9e3779b97f4a7c15ULL ^ (uint64_t) i), h2;
+    float z = (normal_at(h, 0) + normal_at(h, 2)) * 0.70710678f;
+    double t = (double) i, chi2 = 0.0;
 
-    return z * (1e-3f * (float) (1 + rank % 4));
+    switch (g_data) {
+    case DATA_GAUSS:
+        return z;
+    case DATA_STUDENT:
+        h2 = mix64(h);
+        for (int k = 0; k < 3; ++k) {
+            double g = (double) normal_at(h2, k);
+            chi2 += g * g;
+        }
+        return (float) ((double) z / sqrt(chi2 / 3.0));
+    case DATA_SMOOTH:
+        return (float) ((1.0 + 0.1 * rank) * sin(t * 1e-3 + 0.3 * rank)
+                        + 0.5 * sin(t * 0.0137 + rank) + 0.25 * cos(t * 0.071 + 0.3 * rank));
+    case DATA_SPARSE:
+        return 0 == (i / 1024 * 2654435761u + (size_t) rank * 40503u) % 16 ? z : 0.0f;
+    default:
+        return z * (1e-3f * (float) (1 + rank % 4));
+    }
 }
 
 /* FNV-1a over the result's bytes, to check that all ranks got the same one. */
@@ -352,6 +390,9 @@ static const char *module_ran(const unsigned long *d, unsigned long calls, int b
     if (by_rule) {
         return "q-rule";
     }
+    if (0 == bits) {
+        return "q-eb";
+    }
     snprintf(name, sizeof(name), "q-%d", bits);
     return name;
 }
@@ -379,9 +420,10 @@ static void print_row(const bench_row_t *w, int size, const bench_opts_t *o, int
         snprintf(code, sizeof(code), "%.1f", 100.0 * w->code_share);
     }
     if (o->csv) {
-        printf("%zu,%.2f,%.4f,%.0f,%s,%.3e,%.3e,%.3e,%.2f,%.4f,%.3f,%s,%d,%s,%d\n", w->bytes,
+        printf("%zu,%.2f,%.4f,%.0f,%s,%.3e,%.3e,%.3e,%.2f,%.4f,%.3f,%s,%d,%s,%d,%s\n", w->bytes,
                w->tq * 1e6, qbus, w->wire_per_call, code, w->max_abs, w->mean_abs, w->max_rel,
-               w->to * 1e6, obus, w->to / w->tq, w->ran, bits, rounding, size);
+               w->to * 1e6, obus, w->to / w->tq, w->ran, bits, rounding, size,
+               g_data_names[g_data]);
     } else {
         printf("%12zu %11.1f %9.3f %12.0f %6s %9.2e %9.2e %9.2e %11.1f %10.3f %7.2fx  %s\n",
                w->bytes, w->tq * 1e6, qbus, w->wire_per_call, code, w->max_abs, w->mean_abs,
@@ -444,7 +486,7 @@ static void usage(int rank)
         fprintf(stderr,
                 "usage: qtopo_bench [-b MIN] [-e MAX] [-r ROUNDS] [--sizes S1,S2,...]\n"
                 "                   [--bits 32|16|8|4|2|1] [--rounding nearest|stochastic] "
-                "[--csv]\n"
+                "\n                   [--data grad|gauss|student|smooth|sparse] [--csv]\n"
                 "  sizes in bytes of floats (multiples of 4), K/M/G suffixes; default -b 4 -e 64M"
                 "\n");
     }
@@ -528,6 +570,11 @@ static int parse_option(const char *opt, const char *val, bench_opts_t *o)
     } else if (0 == strcmp(opt, "--rounding")) {
         o->rounding = parse_rounding(val);
         return -2 != o->rounding;
+    } else if (0 == strcmp(opt, "--data")) {
+        for (g_data = 0; g_data < DATA_COUNT && 0 != strcmp(val, g_data_names[g_data]);
+             ++g_data) {
+        }
+        return DATA_COUNT != g_data;
     }
     return 0;
 }
@@ -584,9 +631,10 @@ static void print_header(int size, const bench_opts_t *o)
     char value[1100];
     size_t i;
 
-    printf("# qtopo_bench: MPI_Allreduce float sum, %d ranks, %d rounds (best kept); "
+    printf("# qtopo_bench: MPI_Allreduce float sum, %d ranks, %d rounds (best kept), data %s; "
            "qtopo counters %s\n# qtopo settings:",
-           size, o->rounds, g_have_pvar[CTR_HANDLED] ? "found" : "missing (qtopo not loaded)");
+           size, o->rounds, g_data_names[g_data],
+           g_have_pvar[CTR_HANDLED] ? "found" : "missing (qtopo not loaded)");
     for (i = 0; i < sizeof(g_setting_names) / sizeof(g_setting_names[0]); ++i) {
         cvar_format(g_setting_names[i], value, sizeof(value));
         printf(" %s=%s", g_setting_names[i], value);
@@ -596,7 +644,7 @@ static void print_header(int size, const bench_opts_t *o)
            " max_rel = max_abs / max|exact|; speedup = Open MPI time / qtopo time\n");
     if (o->csv) {
         printf("bytes,qtopo_us,eff_busbw,wire_bytes_per_rank,code_pct,max_abs_err,mean_abs_err,"
-               "max_rel_err,ompi_us,ompi_busbw,speedup,ran,bits,rounding,ranks\n");
+               "max_rel_err,ompi_us,ompi_busbw,speedup,ran,bits,rounding,ranks,data\n");
     } else {
         printf("# %10s %11s %9s %12s %6s %9s %9s %9s %11s %10s %8s  %s\n", "bytes", "qtopo_us",
                "eff_busbw", "wire_B/rank", "code%", "max_abs", "mean_abs", "max_rel", "ompi_us",
@@ -605,16 +653,18 @@ static void print_header(int size, const bench_opts_t *o)
     fflush(stdout);
 }
 
-/* The bits in effect, and whether coll_qtopo_rules may override them per size. */
+/* The bits in effect (0: the error-bounded mode), and whether coll_qtopo_rules may
+ * override them per size. */
 static int current_bits(int *by_rule, char *rounding, size_t len)
 {
-    char bits[32], rules[1100];
+    char bits[32], rules[1100], bound[64];
 
     cvar_format("bits", bits, sizeof(bits));
     cvar_format("rules", rules, sizeof(rules));
     cvar_format("rounding", rounding, len);
+    cvar_format("error_bound", bound, sizeof(bound));
     *by_rule = 0 != strcmp(rules, "\"\"") && 0 != strcmp(rules, "n/a");
-    return atoi(bits);
+    return 0.0 < atof(bound) ? 0 : atoi(bits);
 }
 
 static void run_sizes(MPI_Comm qcomm, MPI_Comm ocomm, const bench_opts_t *o)

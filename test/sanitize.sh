@@ -32,7 +32,7 @@ build_instrumented() {
     gcc $san_flags -shared -fPIC -o "$build/.libs/mca_coll_qtopo.so" "$src"/*.c \
         $(mpicc --showme:compile) -I"$src" -DQTOPO_HELP_DIR="\"/usr/share/openmpi\"" \
         $(mpicc --showme:link) -lopen-rte -lopen-pal $(pkg-config --libs hwloc) -lm
-    for unit_test in test_ring test_sra test_hier; do
+    for unit_test in test_ring test_sra test_hier test_ebound; do
         # shellcheck disable=SC2046,SC2086
         gcc $san_flags -pthread -I"$src" -I"$unit" -o "$build/$unit_test" \
             "$unit/$unit_test.c" "$unit/mock_xport.c" "$unit/sra_model.c" $core \
@@ -45,6 +45,9 @@ build_instrumented() {
     mpicc $san_flags -I"$src" -I"$unit" -o "$build/test_quantized" \
         "$top/test/mpi/test_quantized.c" "$top/test/mpi/mpit.c" "$unit/sra_model.c" $core \
         $(pkg-config --cflags --libs hwloc) -lm
+    # shellcheck disable=SC2086
+    mpicc $san_flags -o "$build/test_ebound_mpi" "$top/test/mpi/test_ebound.c" \
+        "$top/test/mpi/mpit.c" -lm
 }
 
 # shellcheck disable=SC2054 # "self,vader,tcp" is one argument
@@ -67,6 +70,7 @@ asan_runs=(
     "4 | ${hier_exact[*]} | $build/test_allreduce --expect on"
     "$np | ${q2[*]} | $build/test_quantized --quick"
     "4 | --mca coll_qtopo_node_size 2 ${q8[*]} | $build/test_quantized"
+    "3 | | $build/test_ebound_mpi"
 )
 # shellcheck disable=SC2034 # used through a nameref
 valgrind_runs=(
@@ -103,7 +107,7 @@ mpi_runs() {
 run_asan() {
     local libasan t
     libasan=$(gcc -print-file-name=libasan.so)
-    for t in test_ring test_sra test_hier; do
+    for t in test_ring test_sra test_hier test_ebound; do
         echo "== unit test $t under ASan/UBSan"
         "$build/$t" 2>/dev/null | tail -n 1
     done

@@ -4,7 +4,10 @@
  * a message (must never crash or read/write out of bounds; accepted messages
  * decode to finite values in every non-raw b <= 8 block).  Mode 1 encodes
  * the payload as floats and checks the round trip against the documented
- * bound.  Built with -DQTOPO_FUZZ_GEN_SEEDS=1 instead, it writes a few valid
+ * bound.  With bit 2 of the mode byte set, both run on the error-bounded
+ * format instead (the tolerance is 2^-k, k from the bits byte): decoded
+ * blocks must stay within their tallied bound, round trips within the
+ * tolerance.  Built with -DQTOPO_FUZZ_GEN_SEEDS=1 instead, it writes a few valid
  * inputs into the directory given as argv[1] (the seed corpus).
  */
 
@@ -86,6 +89,49 @@ static void fuzz_roundtrip(const uint8_t *data, size_t size, const qtopo_codec_p
     }
 }
 
+/* Error-bounded format: a forged message must be rejected or decode with every
+ * non-raw, non-bfloat16 value finite and within the tallied magnitude bound. */
+static void fuzz_eb_decode(const uint8_t *msg, size_t size, size_t n, int block)
+{
+    static float out[MAX_COUNT];
+    static double err[MAX_COUNT], absmax[MAX_COUNT];
+    qtopo_codec_eb_tally_t tally = { err, absmax };
+    uint8_t *copy = malloc(size + 1);
+    if (NULL == copy) {
+        return;
+    }
+    memcpy(copy, msg, size);
+    memset(absmax, 0, sizeof(absmax));
+    if (QTOPO_CODEC_OK == qtopo_codec_eb_decode(copy, size, n, block, out, 0, &tally)) {
+        for (size_t i = 0; i < n; ++i) {
+            if (!(fabs((double) out[i]) <= absmax[i / (size_t) block]) && !isnan(out[i])
+                && !isinf(absmax[i / (size_t) block])) {
+                abort();
+            }
+        }
+    }
+    free(copy);
+}
+
+static void fuzz_eb_roundtrip(const uint8_t *data, size_t size, int block, double tol)
+{
+    static float x[MAX_COUNT], y[MAX_COUNT];
+    static uint8_t msg[MAX_COUNT * 5 + 64];
+    size_t n = size / 4 > MAX_COUNT ? MAX_COUNT : size / 4, len;
+    memcpy(x, data, n * 4);
+    if (QTOPO_CODEC_OK != qtopo_codec_eb_encode(x, n, block, tol, NULL, msg, sizeof(msg), &len)
+        || len > qtopo_codec_eb_max_size(n, block)
+        || QTOPO_CODEC_OK != qtopo_codec_eb_decode(msg, len, n, block, y, 0, NULL)) {
+        abort();
+    }
+    for (size_t i = 0; i < n; ++i) {
+        if (isfinite(x[i]) ? !(fabs((double) y[i] - x[i]) <= tol) : 0 != memcmp(&x[i], &y[i], 4)) {
+            /* a block with a NaN or Inf goes raw: bit for bit */
+            abort();
+        }
+    }
+}
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
     qtopo_codec_params_t p;
@@ -94,7 +140,14 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         return 0;
     }
     params_of(data, &p, &n);
-    if (data[4] & 1) {
+    if (data[4] & 4) {
+        double tol = ldexp(1.0, -(int) (data[0] % 40));
+        if (data[4] & 1) {
+            fuzz_eb_roundtrip(data + 5, size - 5, p.block, tol);
+        } else {
+            fuzz_eb_decode(data + 5, size - 5, n, p.block);
+        }
+    } else if (data[4] & 1) {
         fuzz_roundtrip(data + 5, size - 5, &p);
     } else {
         fuzz_decode(data + 5, size - 5, n, &p);
@@ -107,24 +160,32 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 int main(int argc, char **argv)
 {
     static float x[300];
-    static uint8_t buf[5 + 300 * 7 + 64];
+    static uint8_t buf[5 + 300 * 7 + 64]; /* >= eb_max_size too */
     if (2 != argc) {
         fprintf(stderr, "usage: %s corpus-dir\n", argv[0]);
         return 1;
     }
-    for (int k = 0; k < 10; ++k) {
+    for (int k = 0; k < 20; ++k) {
         qtopo_codec_params_t p;
         size_t n, len;
         char path[4096];
+        int rc;
         FILE *f;
-        uint8_t hdr[5] = { (uint8_t) (k % 5), 4, 300 % 256, 300 / 256, 0 };
+        uint8_t hdr[5] = { (uint8_t) (k % 5), 4, 300 % 256, 300 / 256, k >= 10 ? 4 : 0 };
         params_of(hdr, &p, &n);
         for (size_t i = 0; i < n; ++i) {
             x[i] = (float) sin((double) i) * (float) (k + 1);
         }
-        x[100] = 5 <= k ? NAN : x[100];
+        x[100] = 5 == k % 10 ? NAN : x[100];
+        x[200] = 7 == k % 10 ? x[201] : x[200];
+        for (size_t i = 64; 9 == k % 10 && i < 128; ++i) {
+            x[i] = 0.0f; /* a constant block */
+        }
         memcpy(buf, hdr, 5);
-        if (QTOPO_CODEC_OK != qtopo_codec_encode(x, n, &p, NULL, buf + 5, sizeof(buf) - 5, &len)) {
+        rc = 10 <= k ? qtopo_codec_eb_encode(x, n, p.block, ldexp(1.0, -2 * (k - 10)), NULL,
+                                             buf + 5, sizeof(buf) - 5, &len)
+                     : qtopo_codec_encode(x, n, &p, NULL, buf + 5, sizeof(buf) - 5, &len);
+        if (QTOPO_CODEC_OK != rc) {
             return 1;
         }
         snprintf(path, sizeof(path), "%s/seed%d", argv[1], k);

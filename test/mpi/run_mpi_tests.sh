@@ -93,6 +93,17 @@ for spec in 4:2 6:3 6:2 8:4 8:2 8:3 6:1 4:4; do
     run_case "np=$np node_size=$k 8-bit (quick)" "$np" $on --mca coll_qtopo_node_size "$k" \
         --mca coll_qtopo_bits 8 --mca coll_qtopo_segment_size 65536 "$qtest" --quick
 done
+# error-bounded mode (coll_qtopo_error_bound, _mode, rules eE/rE through MPI_T): flat at
+# np = 2, 3, 5, 8, split-rail on pretended nodes
+ebtest="$builddir/test/mpi/test_ebound"
+for spec in 2:0 3:0 5:0 8:0 4:2 8:2 8:4; do
+    np=${spec%:*}
+    k=${spec#*:}
+    run_case "np=$np node_size=$k error-bounded" "$np" $on --mca coll_qtopo_node_size "$k" \
+        --mca coll_qtopo_min_bytes 0 "$ebtest"
+done
+expect_output "np=2 negative error bound is reported" "coll_qtopo_error_bound" 2 $on \
+    --mca coll_qtopo_error_bound -1 "$test_bin" --expect off
 run_case "np=8 node_size=2 4-bit stochastic, ratio/rules/EF" 8 $on --mca coll_qtopo_node_size 2 \
     --mca coll_qtopo_bits 4 --mca coll_qtopo_rounding stochastic "$qtest"
 verbose2="--mca coll_qtopo_verbose 2"
@@ -160,6 +171,10 @@ agree_case "np=4 rules differ on rank 2" "$differ.*coll_qtopo_rules" \
     "OMPI_MCA_coll_qtopo_rules=*:8"
 agree_case "np=4 node_size=2 algorithm hier vs flat on rank 2" "$differ.*coll_qtopo_algorithm" \
     OMPI_MCA_coll_qtopo_algorithm=flat --mca coll_qtopo_node_size 2 --mca coll_qtopo_algorithm hier
+agree_case "np=4 error bound differs on rank 2" "$differ.*coll_qtopo_error_bound" \
+    OMPI_MCA_coll_qtopo_error_bound=1e-2 --mca coll_qtopo_error_bound 1e-3
+agree_case "np=4 error bound mode differs on rank 2" "$differ.*coll_qtopo_error_bound_mode" \
+    OMPI_MCA_coll_qtopo_error_bound_mode=rel --mca coll_qtopo_error_bound 1e-3
 agree_case "np=4 qtopo off (priority 0) on rank 2" "$without" OMPI_MCA_coll_qtopo_priority=0
 agree_case "np=4 larger min_bytes on rank 2" "$without" OMPI_MCA_coll_qtopo_min_bytes=1000000000
 agree_case "np=4 smaller min_bytes on rank 2 only" "$without" OMPI_MCA_coll_qtopo_min_bytes=0 \

@@ -305,8 +305,10 @@ static void test_scratch_covers_slices(void)
     a.seg_bytes = a.sra.seg_bytes = 262144;
     a.sra.codec.bits = 8;
     a.sra.codec.block = 256;
-    for (q = 0; q < 2; ++q) {
-        a.quantize = q;
+    for (q = 0; q < 3; ++q) { /* exact, 8-bit, error-bounded */
+        a.quantize = 0 != q;
+        a.sra.error_bounded = 2 == q;
+        a.sra.error_bound = 1e-3;
         for (L = 2; L <= 8; L += 2) {
             for (count = 1048560; count < 1048600; count += 3) {
                 size_t have = qtopo_hier_scratch_bytes(count, L, 2, &a);

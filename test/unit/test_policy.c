@@ -69,6 +69,26 @@ static void expect_reject(const char *text, const char *reason_part)
     CHECK(NULL != strstr(err, "at character"), "\"%s\": message lacks a position", text);
 }
 
+static void test_parse_error_bounds(void)
+{
+    qtopo_rules_t r;
+    char err[256];
+
+    CHECK(0 == qtopo_rules_parse("<=1M:32, <=8M:e1e-3/128, *: r0.01", &r, err, sizeof(err)),
+          "err=%s", err);
+    CHECK(3 == r.n && QTOPO_EB_OFF == r.rule[0].eb_mode && 32 == r.rule[0].bits, "exact class");
+    CHECK(QTOPO_EB_ABS == r.rule[1].eb_mode && 1e-3 == r.rule[1].error_bound
+              && 128 == r.rule[1].block && 0 == r.rule[1].bits,
+          "e1e-3/128: mode %d bound %g block %d", r.rule[1].eb_mode, r.rule[1].error_bound,
+          r.rule[1].block);
+    CHECK(QTOPO_EB_REL == r.rule[2].eb_mode && 0.01 == r.rule[2].error_bound
+              && 0 == r.rule[2].block,
+          "r0.01");
+    CHECK(0 == qtopo_rules_parse("*:e5/64/2M", &r, err, sizeof(err))
+              && 5.0 == r.rule[0].error_bound && (size_t) 2 << 20 == r.rule[0].segment,
+          "e5/64/2M");
+}
+
 static void test_parse_errors(void)
 {
     char many[512] = "";
@@ -86,6 +106,13 @@ static void test_parse_errors(void)
     expect_reject("<=99999999999999999999G:8", "too large");
     expect_reject("<=:8", "expected a size");
     expect_reject("*:", "expected a bit width");
+    expect_reject("*:e", "expected an error bound");
+    expect_reject("*:e0", "above 0");
+    expect_reject("*:r-1e-3", "above 0");
+    expect_reject("*:enan", "above 0");
+    expect_reject("*:e1e999", "above 0");
+    expect_reject("*:e1e-3x", "expected ','");
+    expect_reject("*:x3", "expected a bit width");
     for (i = 0; i <= QTOPO_RULES_MAX; ++i) {
         strcat(many, i ? ",*:8" : "*:8");
     }
@@ -126,6 +153,7 @@ int main(void)
 {
     test_parse_example();
     test_parse_forms();
+    test_parse_error_bounds();
     test_parse_errors();
     test_schedule();
     return qt_check_summary();

@@ -62,6 +62,8 @@ enum {
     QTOPO_SET_ALGORITHM,
     QTOPO_SET_HIER_MIN,
     QTOPO_SET_NODE_SIZE,
+    QTOPO_SET_ERROR_BOUND,
+    QTOPO_SET_ERROR_BOUND_MODE,
     QTOPO_NSETTINGS
 };
 
@@ -73,6 +75,8 @@ typedef struct mca_coll_qtopo_settings_t {
     unsigned long long seed;
     size_t min_bytes, segment_size, hier_min_bytes, ef_max_bytes;
     double ratio;
+    double error_bound;
+    int error_bound_mode;
     bool error_feedback;
 } mca_coll_qtopo_settings_t;
 
@@ -102,6 +106,8 @@ typedef struct mca_coll_qtopo_component_t {
     double ratio;
     int warmup;
     char *rules;
+    double error_bound; /* > 0: the error-bounded mode, absolute or relative */
+    int error_bound_mode; /* QTOPO_EB_ABS or QTOPO_EB_REL */
     bool error_feedback;
     size_t ef_max_bytes;
     int algorithm;

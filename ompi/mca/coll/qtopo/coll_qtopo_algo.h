@@ -49,6 +49,8 @@ typedef struct qtopo_sra_args {
     uint32_t key_rank;          /* ... this rank's id (e.g. its rank in the communicator) */
     uint64_t elem_base;         /* ... logical index of element 0 of the buffer */
     float *residual;            /* error feedback: count floats, or NULL */
+    int error_bounded;          /* 1: codec.bits is ignored, widths follow error_bound */
+    double error_bound;         /* ... largest |result - exact sum| per element (>= 0) */
 } qtopo_sra_args_t;
 
 typedef struct qtopo_sra_stats {

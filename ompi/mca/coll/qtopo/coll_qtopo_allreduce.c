@@ -17,6 +17,7 @@
 
 #include "ompi_config.h"
 
+#include <math.h>
 #include <stdlib.h>
 #if defined(__x86_64__) || defined(__i386__)
 #include <xmmintrin.h>
@@ -41,7 +42,9 @@
 
 /* How one call is run. */
 typedef struct qtopo_call {
-    int bits;      /* 32: exact */
+    int bits;      /* 32: exact; 0: error-bounded */
+    int eb_mode;   /* QTOPO_EB_*, with the bound error_bound (absolute once the call runs) */
+    double error_bound;
     int block;
     size_t segment;
     uint64_t index; /* eligible call number on the communicator */
@@ -111,12 +114,93 @@ static void choose_setting(const mca_coll_qtopo_module_t *m, const mca_coll_qtop
 
     call->index = m->ncalls;
     call->bits = NULL != rule ? rule->bits : s->bits;
+    call->eb_mode = NULL != rule ? rule->eb_mode
+                                 : (0.0 < s->error_bound ? s->error_bound_mode : QTOPO_EB_OFF);
+    call->error_bound = NULL != rule ? rule->error_bound : s->error_bound;
+    call->bits = QTOPO_EB_OFF != call->eb_mode ? 0 : call->bits;
     call->block = NULL != rule && 0 != rule->block ? rule->block : s->block_size;
     call->segment = NULL != rule && 0 != rule->segment ? rule->segment : s->segment_size;
     if (32 != call->bits
         && !qtopo_schedule_quantize(call->index, s->ratio, (uint64_t) s->warmup)) {
         call->bits = 32;
+        call->eb_mode = QTOPO_EB_OFF;
     }
+}
+
+/*
+ * Relative error bound: E times a lower bound of max |result|. Every rank sends a sample
+ * of QTOPO_REL_SAMPLES evenly spaced elements (as doubles, with their |x|) to every other
+ * rank over qtopo's own transport, and each sums them in rank order: the same exact-ish
+ * sums, hence the same E, on every rank. The largest |sample sum| less its rounding bound
+ * is a lower bound of max |result|, which keeps the guarantee |error| <= E max |result|
+ * without knowing the result before it is computed. The alternatives: agreeing on the
+ * true max |result| would need every owner's reduced values before the second
+ * quantization (a barrier per segment); a bound from the inputs alone (max |x|) bounds
+ * max |result| only from above, which breaks the guarantee under cancellation. Cost: one
+ * 2 KiB message to and from every peer per call. (Not the previous component's
+ * allreduce: its tag is how the agreement recognises a rank that runs without qtopo.)
+ * The scratch memory, allocated before the agreement, holds the samples; the algorithm
+ * reuses it afterwards.
+ */
+#define QTOPO_REL_SAMPLES 128
+
+static size_t sample_bytes(int n)
+{
+    return (size_t) n * (2 * QTOPO_REL_SAMPLES * sizeof(double) + 2 * sizeof(qtopo_req_t));
+}
+
+/* all[p * len ...] holds rank p's len doubles on return (ours are there already). */
+static int exchange_samples(struct ompi_communicator_t *comm, int rank, int n, double *all,
+                            size_t len, qtopo_req_t *reqs)
+{
+    size_t bytes = len * sizeof(double);
+    mca_coll_qtopo_pml_ctx_t ctx;
+    qtopo_xport_t x;
+    int p, rc = QTOPO_XPORT_OK;
+
+    mca_coll_qtopo_xport_pml_init(&x, &ctx, comm, NULL, rank, n);
+    for (p = 0; p < 2 * n; ++p) {
+        reqs[p] = (qtopo_req_t) QTOPO_REQ_INIT;
+    }
+    for (p = 0; QTOPO_XPORT_OK == rc && p < n; ++p) {
+        rc = p == rank ? rc : x.irecv(&x, p, all + (size_t) p * len, bytes, &reqs[p]);
+    }
+    for (p = 0; QTOPO_XPORT_OK == rc && p < n; ++p) {
+        rc = p == rank ? rc : x.isend(&x, p, all + (size_t) rank * len, bytes, &reqs[n + p]);
+    }
+    rc = qtopo_xport_finish(&x, reqs, 2 * n, rc);
+    for (p = 0; QTOPO_XPORT_OK == rc && p < n; ++p) {
+        rc = p == rank || reqs[p].bytes == bytes ? rc : QTOPO_XPORT_ERR;
+    }
+    return QTOPO_XPORT_OK == rc ? OMPI_SUCCESS : OMPI_ERROR;
+}
+
+static int relative_to_absolute(const mca_coll_qtopo_module_t *m,
+                                struct ompi_communicator_t *comm, const float *src,
+                                size_t count, qtopo_call_t *call)
+{
+    int n = m->comm_size, p, rc;
+    size_t k = count < QTOPO_REL_SAMPLES ? count : QTOPO_REL_SAMPLES, len = 2 * k, j;
+    double *all = call->scratch, *mine = all + (size_t) m->comm_rank * len, lower = 0.0;
+    double nu = (double) n * 0x1p-53, gamma = nu / (1.0 - nu);
+
+    for (j = 0; j < k; ++j) {
+        mine[j] = (double) src[j * count / k];
+        mine[k + j] = fabs(mine[j]);
+    }
+    rc = exchange_samples(comm, m->comm_rank, n, all, len,
+                          (qtopo_req_t *) (all + (size_t) n * 2 * QTOPO_REL_SAMPLES));
+    for (j = 0; OMPI_SUCCESS == rc && j < k; ++j) {
+        double sum = 0.0, mag = 0.0;
+        for (p = 0; p < n; ++p) {
+            sum += all[(size_t) p * len + j];
+            mag += all[(size_t) p * len + k + j];
+        }
+        lower = fmax(lower, fabs(sum) - gamma * mag); /* NaN/Inf: skipped */
+    }
+    call->error_bound *= lower;
+    call->eb_mode = QTOPO_EB_ABS;
+    return rc;
 }
 
 /*
@@ -163,7 +247,7 @@ static void *module_scratch(mca_coll_qtopo_module_t *m, size_t bytes)
 static void fill_sra_args(const mca_coll_qtopo_settings_t *s, struct ompi_communicator_t *comm,
                           const qtopo_call_t *call, qtopo_sra_args_t *a)
 {
-    a->codec.bits = call->bits;
+    a->codec.bits = 0 != call->bits ? call->bits : 8; /* error-bounded: not used */
     a->codec.block = call->block;
     a->codec.rounding = s->rounding;
     a->seg_bytes = call->segment;
@@ -172,6 +256,8 @@ static void fill_sra_args(const mca_coll_qtopo_settings_t *s, struct ompi_commun
     a->key_rank = (uint32_t) ompi_comm_rank(comm);
     a->elem_base = 0;
     a->residual = NULL;
+    a->error_bounded = QTOPO_EB_OFF != call->eb_mode;
+    a->error_bound = call->error_bound;
 }
 
 static size_t scratch_bytes(const mca_coll_qtopo_module_t *m, const mca_coll_qtopo_settings_t *s,
@@ -179,15 +265,22 @@ static size_t scratch_bytes(const mca_coll_qtopo_module_t *m, const mca_coll_qto
                             const qtopo_call_t *call)
 {
     qtopo_hier_args_t a;
+    size_t bytes;
 
     fill_sra_args(s, comm, call, &a.sra);
     if (call->hier) {
         a.seg_bytes = call->segment;
         a.quantize = 32 != call->bits;
-        return qtopo_hier_scratch_bytes(count, m->nodes.local_size, m->nodes.rail_size, &a);
+        bytes = qtopo_hier_scratch_bytes(count, m->nodes.local_size, m->nodes.rail_size, &a);
+    } else {
+        bytes = 32 == call->bits ? qtopo_ring_scratch_bytes(count, m->comm_size, call->segment)
+                                 : qtopo_sra_scratch_bytes(count, m->comm_size, &a.sra);
     }
-    return 32 == call->bits ? qtopo_ring_scratch_bytes(count, m->comm_size, call->segment)
-                            : qtopo_sra_scratch_bytes(count, m->comm_size, &a.sra);
+    /* the samples of the relative bound use the same memory before the algorithm does */
+    if (QTOPO_EB_REL == call->eb_mode && bytes < sample_bytes(m->comm_size)) {
+        bytes = sample_bytes(m->comm_size);
+    }
+    return bytes;
 }
 
 /* Everything a call needs that can fail on this rank alone, before the agreement:
@@ -354,18 +447,26 @@ static void fp_mode_leave(unsigned saved)
 
 static int run_call(mca_coll_qtopo_module_t *m, const mca_coll_qtopo_settings_t *s,
                     const float *src, float *rbuf, size_t count, struct ompi_communicator_t *comm,
-                    const qtopo_call_t *call)
+                    qtopo_call_t *call)
 {
     mca_coll_qtopo_counters_t k = {0};
     qtopo_sra_stats_t stats = {0, 0.0};
     qtopo_sra_args_t a;
     bool fail;
     double t0 = qtopo_now();
-    unsigned fp_mode = fp_mode_enter();
+    unsigned fp_mode;
     int rc;
 
+    if (QTOPO_EB_REL == call->eb_mode) {
+        rc = relative_to_absolute(m, comm, src, count, call);
+        if (OMPI_SUCCESS != rc) {
+            return rc;
+        }
+    }
+    fp_mode = fp_mode_enter();
     fill_sra_args(s, comm, call, &a);
-    if (32 != call->bits && s->error_feedback) {
+    /* error feedback would add last call's residual, outside the error bound */
+    if (32 != call->bits && s->error_feedback && QTOPO_EB_OFF == call->eb_mode) {
         a.residual = ef_residual(m, comm, s, src, count, call->hier);
     }
     fail = mca_coll_qtopo_fault("xport", m->comm_rank, call->index);
@@ -385,9 +486,10 @@ static int run_call(mca_coll_qtopo_module_t *m, const mca_coll_qtopo_settings_t 
     k.bytes_logical = (unsigned long) (count * sizeof(float));
     k.usec_total = (unsigned long) ((qtopo_now() - t0) * 1e6);
     mca_coll_qtopo_count(m, &k);
-    QTOPO_VERBOSE(2, "allreduce #%lu of %zu floats on %s: %s, %d bits, block %d, segment %zu",
-                  (unsigned long) call->index, count, comm->c_name, call->hier ? "hier" : "flat",
-                  call->bits, call->block, call->segment);
+    QTOPO_VERBOSE(2, "allreduce #%lu of %zu floats on %s: %s, %d bits (0: error bound %g), "
+                  "block %d, segment %zu", (unsigned long) call->index, count, comm->c_name,
+                  call->hier ? "hier" : "flat", call->bits, call->error_bound, call->block,
+                  call->segment);
     return OMPI_SUCCESS;
 }
 

@@ -246,11 +246,43 @@ static void dequant_scalar(const uint8_t *codes, size_t groups, const qtopo_dqbl
     }
 }
 
+/* 16-bit codes (error-bounded format), any element count */
+static void quant16_elems(const float *x, size_t n, const qtopo_qblock_t *q, uint8_t *codes)
+{
+    for (size_t i = 0; i < n; ++i) {
+        uint32_t c = quant_one(x[i], q, 0);
+        codes[2 * i] = (uint8_t) c;
+        codes[2 * i + 1] = (uint8_t) (c >> 8);
+    }
+}
+
+static void dequant16_elems(const uint8_t *codes, size_t n, const qtopo_dqblock_t *d, float *out,
+                            int add)
+{
+    for (size_t i = 0; i < n; ++i) {
+        float v = dequant_one((uint32_t) codes[2 * i] | (uint32_t) codes[2 * i + 1] << 8, d);
+        out[i] = add ? out[i] + v : v;
+    }
+}
+
+static void quant16_scalar(const float *x, size_t groups, const qtopo_qblock_t *q, uint8_t *codes)
+{
+    quant16_elems(x, 8 * groups, q, codes);
+}
+
+static void dequant16_scalar(const uint8_t *codes, size_t groups, const qtopo_dqblock_t *d,
+                             float *out, int add)
+{
+    dequant16_elems(codes, 8 * groups, d, out, add);
+}
+
 static const qtopo_codec_kernels_t scalar_kernels = {
     .name = "scalar",
     .range = range_scalar,
     .quant = quant_scalar,
     .dequant = dequant_scalar,
+    .quant16 = quant16_scalar,
+    .dequant16 = dequant16_scalar,
 };
 
 void qtopo_codec_force_scalar(int on)
@@ -714,4 +746,323 @@ double qtopo_codec_error_bound(const qtopo_codec_params_t *p, const qtopo_codec_
     levels = (double) ((1 << p->bits) - 1);
     return (stochastic ? 2.0 : 1.0) * info->scale * (1.0 + 8.0 * levels * u)
            + 2.0 * u * fabs((double) info->mid);
+}
+
+/* ---- error-bounded format (coll_qtopo_error_bound) --------------------- */
+
+/* Width tags of the error-bounded format (see coll_qtopo_codec.h). */
+static const int eb_tags[] = {QTOPO_CODEC_EB_CONST, 1, 2, 4, 8, 16, QTOPO_CODEC_EB_RAW};
+#define EB_NTAGS ((int) (sizeof(eb_tags) / sizeof(eb_tags[0])))
+
+static int eb_tag_valid(int tag)
+{
+    for (int i = 0; i < EB_NTAGS; ++i) {
+        if (eb_tags[i] == tag) {
+            return 1;
+        }
+    }
+    return 0;
+}
+
+/* Bytes of one block of len values with width tag `tag`, the tag byte included. */
+static size_t eb_block_bytes(int tag, size_t len)
+{
+    switch (tag) {
+    case QTOPO_CODEC_EB_CONST:
+        return 1 + 4;
+    case QTOPO_CODEC_EB_RAW:
+        return 1 + 4 * len;
+    default:
+        return 1 + 8 + code_bytes(len, tag);
+    }
+}
+
+static int eb_block_check(int block)
+{
+    qtopo_codec_params_t p = {8, block, QTOPO_ROUND_NEAREST};
+    return qtopo_codec_params_check(&p);
+}
+
+size_t qtopo_codec_eb_max_size(size_t n, int block)
+{
+    if (QTOPO_CODEC_OK != eb_block_check(block) || QTOPO_CODEC_MAX_COUNT < n) {
+        return 0;
+    }
+    return (n + (size_t) block - 1) / (size_t) block + 4 * n;
+}
+
+/* The documented nearest-rounding bound of a block of w-bit codes with this header,
+ * s (1 + 8 L u) + 2 u |mid| (see coll_qtopo_codec.h); for w <= 8 the codec's own
+ * qtopo_codec_error_bound, for w = 16 (L = 65535, only in this format) the same formula. */
+static double eb_bound(int w, int block, float scale, float mid)
+{
+    qtopo_codec_params_t p = {w, block, QTOPO_ROUND_NEAREST};
+    qtopo_codec_block_info_t info = {0, scale, mid, 0};
+    if (16 != w) {
+        return qtopo_codec_error_bound(&p, &info, 0.0f);
+    }
+    return scale * (1.0 + 8.0 * 65535.0 * 0x1p-24) + 2.0 * 0x1p-24 * fabs((double) mid);
+}
+
+/* 16-bit codes of a block of len values: the quantizer and dequantizer of the narrower
+ * widths with L = 65535, two little-endian bytes per code (kernels for whole groups of 8,
+ * the scalar definition for the rest). */
+static void eb_quant16(const float *x, size_t len, float mid, float scale, uint8_t *codes)
+{
+    size_t groups = len / 8;
+    qtopo_qblock_t q;
+    memset(&q, 0, sizeof(q));
+    q.mid = mid;
+    q.pre = 0x1p63f <= scale ? 0x1p-64f : 1.0f;
+    q.inv2s = 0.0f == scale ? 0.0f : (float) (1.0 / (2.0 * (double) scale * q.pre));
+    q.levels = 65535;
+    q.half_l = 0.5f * (float) q.levels;
+    q.bits = 8; /* not bfloat16: the kernels take these as integer codes */
+    kernels()->quant16(x, groups, &q, codes);
+    quant16_elems(x + 8 * groups, len % 8, &q, codes + 16 * groups);
+}
+
+static void eb_dequant16(const uint8_t *codes, size_t len, float mid, float scale, float *out,
+                         int add)
+{
+    size_t groups = len / 8;
+    qtopo_dqblock_t d = {mid, scale, 65535, 16, 0};
+    kernels()->dequant16(codes, groups, &d, out, add);
+    dequant16_elems(codes + 16 * groups, len % 8, &d, out + 8 * groups, add);
+}
+
+/* The chosen width of one block and its header. */
+typedef struct eb_choice {
+    int tag;
+    float scale, mid;
+} eb_choice_t;
+
+/*
+ * The smallest block (in bytes) whose documented error bound is at most tol: an exactly
+ * constant block, min/max codes of 1, 2, 4, 8 or 16 bits, else raw fp32. A block with
+ * NaN or Inf is always raw; tol < 0 (or NaN) leaves only raw.
+ */
+static void eb_choose(const float *x, size_t len, int block, double tol, eb_choice_t *c)
+{
+    float lo = FLT_MAX, hi = -FLT_MAX;
+    size_t best = eb_block_bytes(QTOPO_CODEC_EB_RAW, len);
+    c->tag = QTOPO_CODEC_EB_RAW;
+    c->scale = c->mid = 0.0f;
+    if (!range_block(kernels(), x, len, &lo, &hi)) {
+        return;
+    }
+    if (lo == hi && 0.0 <= tol && eb_block_bytes(QTOPO_CODEC_EB_CONST, len) <= best) {
+        c->tag = QTOPO_CODEC_EB_CONST;
+        c->mid = lo; /* every value is exactly lo */
+        return;
+    }
+    /* widths in increasing size: the first that is good enough is the smallest */
+    for (int i = 1; i < EB_NTAGS - 1; ++i) {
+        int w = eb_tags[i];
+        float scale = 0.0f, mid = 0.0f;
+        if (eb_block_bytes(w, len) >= best) {
+            return;
+        }
+        if (make_header(lo, hi, (int) ((1u << w) - 1), &mid, &scale)
+            && eb_bound(w, block, scale, mid) <= tol) {
+            c->tag = w;
+            c->scale = scale;
+            c->mid = mid;
+            return;
+        }
+    }
+}
+
+/* Writes block x (len values) with the chosen width at out (enough room checked). */
+static void eb_write_block(const float *x, size_t len, const eb_choice_t *c, uint8_t *out)
+{
+    qtopo_codec_params_t wp = {c->tag, QTOPO_CODEC_DEFAULT_BLOCK, QTOPO_ROUND_NEAREST};
+    encoder_t e = {kernels(), &wp, 0, 0, NULL, NULL};
+    qtopo_qblock_t q;
+    out[0] = (uint8_t) c->tag;
+    if (QTOPO_CODEC_EB_RAW == c->tag) {
+        memcpy(out + 1, x, len * sizeof(float));
+        return;
+    }
+    store_f32(out + 1, c->mid);
+    if (QTOPO_CODEC_EB_CONST == c->tag) {
+        return;
+    }
+    store_f32(out + 1, c->scale);
+    store_f32(out + 5, c->mid);
+    if (16 == c->tag) {
+        eb_quant16(x, len, c->mid, c->scale, out + 9);
+        return;
+    }
+    qblock_init(&q, &e, c->mid, c->scale);
+    quant_block(e.kern, x, len, &q, out + 9);
+}
+
+int qtopo_codec_eb_encode(const float *src, size_t n, int block, double tol, const double *spent,
+                          void *dst, size_t dst_cap, size_t *size_p)
+{
+    uint8_t *out = dst;
+    size_t used = 0, b = 0;
+    if (QTOPO_CODEC_OK != eb_block_check(block) || NULL == size_p || QTOPO_CODEC_MAX_COUNT < n
+        || ((NULL == src || NULL == dst) && 0 != n)) {
+        return QTOPO_CODEC_ERR_ARG;
+    }
+    for (size_t off = 0; off < n; off += (size_t) block, ++b) {
+        size_t len = n - off < (size_t) block ? n - off : (size_t) block, bytes;
+        eb_choice_t c;
+        eb_choose(src + off, len, block, NULL != spent ? tol - spent[b] : tol, &c);
+        bytes = eb_block_bytes(c.tag, len);
+        if (dst_cap - used < bytes) {
+            return QTOPO_CODEC_ERR_SIZE;
+        }
+        eb_write_block(src + off, len, &c, out + used);
+        used += bytes;
+    }
+    *size_p = used;
+    return QTOPO_CODEC_OK;
+}
+
+/* Largest |value| of len floats stored at p (Inf for any NaN or Inf). */
+static float eb_stored_absmax(const uint8_t *p, size_t len)
+{
+    uint32_t top = 0, u;
+    float v;
+    for (size_t i = 0; i < len; ++i) {
+        memcpy(&u, p + 4 * i, sizeof(u));
+        u &= 0x7fffffffu;
+        top = u > top ? u : top;
+    }
+    top = top > 0x7f800000u ? 0x7f800000u : top;
+    memcpy(&v, &top, sizeof(v));
+    return v;
+}
+
+/* Reads (and checks) the block at p with `avail` bytes left: its tag, header, size, and
+ * what it adds to a tally (bound on |decoded - original|, bound on |decoded|). */
+typedef struct eb_block {
+    int tag;
+    float scale, mid;
+    size_t bytes;
+    double err, absmax;
+} eb_block_t;
+
+static int eb_read_block(const uint8_t *p, size_t avail, size_t len, int block, eb_block_t *bk)
+{
+    if (1 > avail || !eb_tag_valid(p[0])) {
+        return 1 > avail ? QTOPO_CODEC_ERR_SIZE : QTOPO_CODEC_ERR_CORRUPT;
+    }
+    bk->tag = p[0];
+    bk->bytes = eb_block_bytes(bk->tag, len);
+    bk->scale = bk->mid = 0.0f;
+    bk->err = 0.0;
+    if (avail < bk->bytes) {
+        return QTOPO_CODEC_ERR_SIZE;
+    }
+    if (QTOPO_CODEC_EB_RAW == bk->tag) {
+        bk->absmax = eb_stored_absmax(p + 1, len);
+        return QTOPO_CODEC_OK;
+    }
+    bk->mid = load_f32(p + 1);
+    if (QTOPO_CODEC_EB_CONST == bk->tag) {
+        bk->absmax = fabs((double) bk->mid);
+        return isfinite(bk->mid) ? QTOPO_CODEC_OK : QTOPO_CODEC_ERR_CORRUPT;
+    }
+    bk->scale = bk->mid;
+    bk->mid = load_f32(p + 5);
+    if (!header_ok(bk->mid, bk->scale, (1 << bk->tag) - 1)) {
+        return QTOPO_CODEC_ERR_CORRUPT;
+    }
+    /* decoded values are mid + s(2q - L), |.| <= |mid| + sL up to two roundings */
+    bk->absmax = (fabs((double) bk->mid) + (double) bk->scale * ((1 << bk->tag) - 1))
+                 * (1.0 + 0x1p-20);
+    bk->err = eb_bound(bk->tag, block, bk->scale, bk->mid);
+    return QTOPO_CODEC_OK;
+}
+
+static void eb_decode_block(const uint8_t *p, size_t len, const eb_block_t *bk, float *out,
+                            int add)
+{
+    qtopo_dqblock_t d;
+    if (QTOPO_CODEC_EB_RAW == bk->tag) {
+        raw_block(p + 1, len, out, add);
+        return;
+    }
+    if (QTOPO_CODEC_EB_CONST == bk->tag) {
+        for (size_t i = 0; i < len; ++i) {
+            out[i] = add ? out[i] + bk->mid : bk->mid;
+        }
+        return;
+    }
+    if (16 == bk->tag) {
+        eb_dequant16(p + 9, len, bk->mid, bk->scale, out, add);
+        return;
+    }
+    dqblock_init(&d, bk->tag, bk->mid, bk->scale, 0);
+    dequant_block(kernels(), p + 9, len, &d, out, add);
+}
+
+/* One pass over the message: checks it (decode == 0) or decodes it (decode == 1). */
+static int eb_walk(const uint8_t *src, size_t size, size_t n, int block, float *out, int add,
+                   const qtopo_codec_eb_tally_t *tally, int decode)
+{
+    size_t used = 0, b = 0;
+    for (size_t off = 0; off < n; off += (size_t) block, ++b) {
+        size_t len = n - off < (size_t) block ? n - off : (size_t) block;
+        eb_block_t bk;
+        int rc = eb_read_block(src + used, size - used, len, block, &bk);
+        if (QTOPO_CODEC_OK != rc) {
+            return rc;
+        }
+        if (decode) {
+            eb_decode_block(src + used, len, &bk, out + off, add);
+        }
+        if (decode && NULL != tally && NULL != tally->err) {
+            tally->err[b] += bk.err;
+        }
+        if (decode && NULL != tally && NULL != tally->absmax) {
+            tally->absmax[b] += bk.absmax;
+        }
+        used += bk.bytes;
+    }
+    return size == used ? QTOPO_CODEC_OK : QTOPO_CODEC_ERR_SIZE;
+}
+
+int qtopo_codec_eb_decode(const void *src, size_t size, size_t n, int block, float *dst, int add,
+                          const qtopo_codec_eb_tally_t *tally)
+{
+    int rc;
+    if (QTOPO_CODEC_OK != eb_block_check(block) || QTOPO_CODEC_MAX_COUNT < n
+        || ((NULL == src || NULL == dst) && 0 != n)) {
+        return QTOPO_CODEC_ERR_ARG;
+    }
+    rc = eb_walk(src, size, n, block, dst, add, tally, 0);
+    return QTOPO_CODEC_OK != rc ? rc : eb_walk(src, size, n, block, dst, add, tally, 1);
+}
+
+void qtopo_codec_eb_absmax(const float *x, size_t n, int block, double *absmax)
+{
+    size_t b = 0;
+    for (size_t off = 0; off < n; off += (size_t) block, ++b) {
+        size_t len = n - off < (size_t) block ? n - off : (size_t) block;
+        absmax[b] += (double) eb_stored_absmax((const uint8_t *) (x + off), len);
+    }
+}
+
+int qtopo_codec_eb_widths(const void *src, size_t size, size_t n, int block,
+                          size_t count[QTOPO_CODEC_EB_RAW + 1])
+{
+    const uint8_t *p = src;
+    size_t used = 0;
+    int rc;
+    if (QTOPO_CODEC_OK != eb_block_check(block) || QTOPO_CODEC_MAX_COUNT < n
+        || (NULL == src && 0 != n) || NULL == count) {
+        return QTOPO_CODEC_ERR_ARG;
+    }
+    rc = eb_walk(p, size, n, block, NULL, 0, NULL, 0);
+    for (size_t off = 0; QTOPO_CODEC_OK == rc && off < n; off += (size_t) block) {
+        size_t len = n - off < (size_t) block ? n - off : (size_t) block;
+        count[p[used]] += 1;
+        used += eb_block_bytes(p[used], len);
+    }
+    return rc;
 }

@@ -150,6 +150,52 @@ int qtopo_codec_block_info(const void *src, size_t size, size_t n, const qtopo_c
 double qtopo_codec_error_bound(const qtopo_codec_params_t *p, const qtopo_codec_block_info_t *info,
                                float value);
 
+/*
+ * Error-bounded format (coll_qtopo_error_bound): the encoder picks the width of every
+ * block from the data, the smallest block whose documented error bound (above) is at
+ * most the block's tolerance; the width travels with the block, so a receiver needs
+ * nothing but n and the block size (no agreement on widths). Rounding is always
+ * nearest. Blocks follow each other without padding or appendix:
+ *
+ *   tag byte, then  0 (CONST):       float v; every value is exactly v (error 0)
+ *                   1, 2, 4, 8, 16:  float s, float mid, ceil(len*w/8) bytes of codes,
+ *                                    min/max scaling as in the fixed format, nearest
+ *                                    (16: L = 65535, two little-endian bytes a code;
+ *                                    bound s(1 + 8Lu) + 2u|mid| as for b <= 8)
+ *                   32 (RAW):        len fp32 values as given (error 0; NaN/Inf blocks)
+ *
+ * (16 means integer codes here, not bfloat16: bfloat16's error is relative, 2^-9 of
+ * the value, while an absolute bound wants the block's range cut evenly.)
+ *
+ * A message is at most qtopo_codec_eb_max_size(n, block) = nblocks + 4n bytes (the
+ * encoder never picks a width larger than raw). The decoder checks every tag and
+ * header and the exact size before writing anything and never reads past `size`.
+ */
+enum { QTOPO_CODEC_EB_CONST = 0, QTOPO_CODEC_EB_RAW = 32 };
+
+/* Per-block accumulators (one double per block of the message, either may be NULL):
+ * decoding adds each block's documented error bound to err[b] and a bound on its
+ * largest decoded |value| to absmax[b]. */
+typedef struct qtopo_codec_eb_tally {
+    double *err;
+    double *absmax;
+} qtopo_codec_eb_tally_t;
+
+size_t qtopo_codec_eb_max_size(size_t n, int block);
+/* Encodes n floats so that |decode(x) - x| <= tol - spent[b] in block b (spent may be
+ * NULL: 0). ERR_SIZE if dst_cap is too small. */
+int qtopo_codec_eb_encode(const float *src, size_t n, int block, double tol, const double *spent,
+                          void *dst, size_t dst_cap, size_t *size_p);
+/* Decodes (add = 0) or adds (add = 1) a message of exactly size bytes into dst; nothing
+ * is written, nor tallied, unless the whole message is valid. tally may be NULL. */
+int qtopo_codec_eb_decode(const void *src, size_t size, size_t n, int block, float *dst, int add,
+                          const qtopo_codec_eb_tally_t *tally);
+/* absmax[b] += max |x| over block b of x (n values). */
+void qtopo_codec_eb_absmax(const float *x, size_t n, int block, double *absmax);
+/* count[tag] += number of blocks with that width tag (tests and statistics). */
+int qtopo_codec_eb_widths(const void *src, size_t size, size_t n, int block,
+                          size_t count[QTOPO_CODEC_EB_RAW + 1]);
+
 /* Tests and benchmarks: 1 forces the portable scalar kernels, 0 restores the
  * best ones for this CPU.  Not thread-safe: call before any encode/decode. */
 void qtopo_codec_force_scalar(int on);
@@ -193,6 +239,11 @@ typedef struct qtopo_codec_kernels {
     void (*quant)(const float *x, size_t groups, const qtopo_qblock_t *q, uint8_t *codes);
     void (*dequant)(const uint8_t *codes, size_t groups, const qtopo_dqblock_t *d, float *out,
                     int add);
+    /* 16-bit integer codes of the error-bounded format (L = 65535, nearest; two
+     * little-endian bytes a code): the arithmetic of quant / dequant */
+    void (*quant16)(const float *x, size_t groups, const qtopo_qblock_t *q, uint8_t *codes);
+    void (*dequant16)(const uint8_t *codes, size_t groups, const qtopo_dqblock_t *d, float *out,
+                      int add);
 } qtopo_codec_kernels_t;
 
 /* NULL when this build or this CPU has no AVX2. */

@@ -350,11 +350,51 @@ QTOPO_AVX2 static void dequant_avx2(const uint8_t *codes, size_t groups, const q
     }
 }
 
+/* 16-bit integer codes of the error-bounded format (nearest rounding, L = 65535):
+ * quant_x8's arithmetic, codes stored as 16-bit lanes */
+QTOPO_AVX2 static void quant16_avx2(const float *x, size_t groups, const qtopo_qblock_t *q,
+                                    uint8_t *codes)
+{
+    const qvec_t c = qvec_of(q);
+    const __m256i none = _mm256_setzero_si256();
+    size_t g = 0;
+    for (; g + 2 <= groups; g += 2) {
+        __m256i a = _mm256_cvttps_epi32(quant_x8(_mm256_loadu_ps(x + 8 * g), &c, none));
+        __m256i b = _mm256_cvttps_epi32(quant_x8(_mm256_loadu_ps(x + 8 * g + 8), &c, none));
+        store_bf16_x16(a, b, codes + 16 * g); /* 16 lanes of 16 bits in element order */
+    }
+    if (g < groups) {
+        __m256i a = _mm256_cvttps_epi32(quant_x8(_mm256_loadu_ps(x + 8 * g), &c, none));
+        __m256i h = _mm256_permute4x64_epi64(_mm256_packus_epi32(a, none), 0xd8);
+        _mm_storeu_si128((__m128i *) (codes + 16 * g), _mm256_castsi256_si128(h));
+    }
+}
+
+/* mirrors dequant_one() with L = 65535 */
+QTOPO_AVX2 static void dequant16_avx2(const uint8_t *codes, size_t groups,
+                                      const qtopo_dqblock_t *d, float *out, int add)
+{
+    const __m256 mid = _mm256_set1_ps(d->mid), scale = _mm256_set1_ps(d->scale);
+    const __m256i levels = _mm256_set1_epi32(d->levels);
+    for (size_t g = 0; g < groups; ++g) {
+        __m256i k = _mm256_cvtepu16_epi32(_mm_loadu_si128((const __m128i *) (codes + 16 * g)));
+        __m256 v;
+        k = _mm256_sub_epi32(_mm256_slli_epi32(k, 1), levels);
+        v = _mm256_add_ps(mid, _mm256_mul_ps(scale, _mm256_cvtepi32_ps(k)));
+        if (add) {
+            v = _mm256_add_ps(_mm256_loadu_ps(out + 8 * g), v);
+        }
+        _mm256_storeu_ps(out + 8 * g, v);
+    }
+}
+
 static const qtopo_codec_kernels_t avx2_kernels = {
     .name = "avx2",
     .range = range_avx2,
     .quant = quant_avx2,
     .dequant = dequant_avx2,
+    .quant16 = quant16_avx2,
+    .dequant16 = dequant16_avx2,
 };
 
 const qtopo_codec_kernels_t *qtopo_codec_avx2_kernels(void)

@@ -6,6 +6,7 @@
 
 #include "ompi_config.h"
 
+#include <float.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -52,6 +53,12 @@ static const mca_base_var_enum_value_t qtopo_algorithms[] = {
     {QTOPO_ALG_AUTO, "auto"},
     {QTOPO_ALG_FLAT, "flat"},
     {QTOPO_ALG_HIER, "hier"},
+    {0, NULL},
+};
+
+static const mca_base_var_enum_value_t qtopo_eb_modes[] = {
+    {QTOPO_EB_ABS, "abs"},
+    {QTOPO_EB_REL, "rel"},
     {0, NULL},
 };
 
@@ -127,9 +134,23 @@ static void register_quantization_params(mca_coll_qtopo_component_t *c)
     c->rules = NULL;
     register_var("rules",
                  "Joint layers: buffer-size classes mapped to bits[/block[/segment]], first "
-                 "match wins, e.g. \"<=256K:32,<=8M:8/256,*:4/128\"; empty: coll_qtopo_bits "
-                 "for every size. MPI_T-settable",
+                 "match wins, e.g. \"<=256K:32,<=8M:8/256,*:4/128\"; eE / rE instead of bits: "
+                 "error-bounded with absolute / relative bound E (\"*:e1e-3\"); empty: "
+                 "coll_qtopo_bits for every size. MPI_T-settable",
                  MCA_BASE_VAR_TYPE_STRING, NULL, OPAL_INFO_LVL_4, true, &c->rules);
+    c->error_bound = 0.0;
+    register_var("error_bound",
+                 "Error-bounded mode: largest error of any element of the result, > 0 (0: off, "
+                 "coll_qtopo_bits applies). qtopo picks the bits of every block of 256 values "
+                 "(1, 2, 4, 8, 16 or fp32) to stay within it. Same on all ranks; MPI_T-settable",
+                 MCA_BASE_VAR_TYPE_DOUBLE, NULL, OPAL_INFO_LVL_2, true, &c->error_bound);
+    c->error_bound_mode = QTOPO_EB_ABS;
+    register_var("error_bound_mode",
+                 "abs: coll_qtopo_error_bound is an absolute error; rel: a share of the largest "
+                 "|value| of the result (bounded from below by an exact sum of a sample of 128 "
+                 "elements, one extra small allreduce per call). MPI_T-settable",
+                 MCA_BASE_VAR_TYPE_INT, qtopo_eb_modes, OPAL_INFO_LVL_2, true,
+                 &c->error_bound_mode);
     c->error_feedback = false;
     register_var("error_feedback",
                  "Carry each call's quantization error into the next call with the same "
@@ -315,6 +336,12 @@ static bool numbers_valid(const mca_coll_qtopo_component_t *c)
         report_bad_param("coll_qtopo_ratio", value, "use a share between 0 and 1");
         return false;
     }
+    if (!(0.0 <= c->error_bound && c->error_bound <= DBL_MAX)) {
+        snprintf(value, sizeof(value), "%g", c->error_bound);
+        report_bad_param("coll_qtopo_error_bound", value,
+                         "use 0 (off) or a finite bound above 0");
+        return false;
+    }
     if (1024 > c->segment_size || 0 > c->warmup) {
         snprintf(value, sizeof(value), "%zu/%d", c->segment_size, c->warmup);
         report_bad_param("coll_qtopo_segment_size/coll_qtopo_warmup", value,
@@ -358,6 +385,8 @@ static const char *const setting_names[QTOPO_NSETTINGS] = {
     [QTOPO_SET_ALGORITHM] = "coll_qtopo_algorithm",
     [QTOPO_SET_HIER_MIN] = "coll_qtopo_hier_min_bytes",
     [QTOPO_SET_NODE_SIZE] = "coll_qtopo_node_size",
+    [QTOPO_SET_ERROR_BOUND] = "coll_qtopo_error_bound",
+    [QTOPO_SET_ERROR_BOUND_MODE] = "coll_qtopo_error_bound_mode",
 };
 
 const char *mca_coll_qtopo_setting_name(int i)
@@ -378,7 +407,7 @@ static uint64_t text_hash(const char *text)
 
 static void copy_settings(const mca_coll_qtopo_component_t *c, mca_coll_qtopo_settings_t *s)
 {
-    uint64_t ratio_bits;
+    uint64_t ratio_bits, bound_bits;
 
     s->bits = c->bits;
     s->block_size = c->block_size;
@@ -392,7 +421,10 @@ static void copy_settings(const mca_coll_qtopo_component_t *c, mca_coll_qtopo_se
     s->hier_min_bytes = c->hier_min_bytes;
     s->error_feedback = c->error_feedback;
     s->ef_max_bytes = c->ef_max_bytes;
+    s->error_bound = c->error_bound;
+    s->error_bound_mode = c->error_bound_mode;
     memcpy(&ratio_bits, &s->ratio, sizeof(ratio_bits));
+    memcpy(&bound_bits, &s->error_bound, sizeof(bound_bits));
     s->wire[QTOPO_SET_BITS] = (uint64_t) s->bits;
     s->wire[QTOPO_SET_BLOCK] = (uint64_t) s->block_size;
     s->wire[QTOPO_SET_ROUNDING] = (uint64_t) s->rounding;
@@ -405,6 +437,8 @@ static void copy_settings(const mca_coll_qtopo_component_t *c, mca_coll_qtopo_se
     s->wire[QTOPO_SET_ALGORITHM] = (uint64_t) s->algorithm;
     s->wire[QTOPO_SET_HIER_MIN] = (uint64_t) s->hier_min_bytes;
     s->wire[QTOPO_SET_NODE_SIZE] = (uint64_t) c->node_size;
+    s->wire[QTOPO_SET_ERROR_BOUND] = bound_bits;
+    s->wire[QTOPO_SET_ERROR_BOUND_MODE] = (uint64_t) s->error_bound_mode;
 }
 
 /*

@@ -116,13 +116,44 @@ static int parse_int(rule_parser_t *rp, int *value_p, const char *what)
     return 0;
 }
 
-static int parse_setting(rule_parser_t *rp, qtopo_rule_t *r)
+/* "e" or "r" and a bound > 0: the error-bounded mode. */
+static int parse_bound(rule_parser_t *rp, qtopo_rule_t *r)
 {
-    if (0 != parse_int(rp, &r->bits, "a bit width (32, 16, 8, 4, 2 or 1)")) {
+    char *end;
+
+    r->eb_mode = 'e' == *rp->p ? QTOPO_EB_ABS : QTOPO_EB_REL;
+    rp->p++;
+    errno = 0;
+    r->error_bound = strtod(rp->p, &end);
+    if (end == rp->p) {
+        return parse_error(rp, "expected an error bound (e.g. e1e-3 or r1e-2)");
+    }
+    if (0 != errno || !isfinite(r->error_bound) || !(0.0 < r->error_bound)) {
+        return parse_error(rp, "the error bound must be a finite number above 0");
+    }
+    rp->p = end;
+    return 0;
+}
+
+static int parse_width(rule_parser_t *rp, qtopo_rule_t *r)
+{
+    skip_space(rp);
+    if ('e' == *rp->p || 'r' == *rp->p) {
+        return parse_bound(rp, r);
+    }
+    if (0 != parse_int(rp, &r->bits, "a bit width (32, 16, 8, 4, 2 or 1) or e/r and a bound")) {
         return -1;
     }
     if (!qtopo_bits_valid(r->bits)) {
         return parse_error(rp, "%d bits is not one of 32, 16, 8, 4, 2, 1", r->bits);
+    }
+    return 0;
+}
+
+static int parse_setting(rule_parser_t *rp, qtopo_rule_t *r)
+{
+    if (0 != parse_width(rp, r)) {
+        return -1;
     }
     if (!accept(rp, "/")) {
         return 0;

@@ -7,11 +7,14 @@
  * suffix, first matching rule wins):
  *
  *   rules   := rule ("," rule)*
- *   rule    := ("<=" size | "*") ":" bits ["/" block ["/" segment]]
+ *   rule    := ("<=" size | "*") ":" width ["/" block ["/" segment]]
+ *   width   := bits | ("e" | "r") bound
  *
  * e.g. "<=256K:32,<=8M:8/256,*:4/128/1M": calls up to 256 KiB stay exact, up to 8 MiB
  * go as 8-bit codes in blocks of 256, larger ones as 4-bit codes in blocks of 128 with
  * 1 MiB pipeline segments. Omitted block/segment mean "the global parameter".
+ * "e1e-3" is the error-bounded mode with absolute bound 1e-3, "r1e-2" with relative
+ * bound 1e-2 (coll_qtopo_error_bound / _mode); bound is a C floating-point number > 0.
  */
 
 #ifndef COLL_QTOPO_POLICY_H
@@ -22,9 +25,14 @@
 
 #define QTOPO_RULES_MAX 16
 
+/* Error-bounded modes (coll_qtopo_error_bound_mode) */
+enum { QTOPO_EB_OFF = 0, QTOPO_EB_ABS = 1, QTOPO_EB_REL = 2 };
+
 typedef struct qtopo_rule {
     size_t max_bytes; /* SIZE_MAX for "*" */
-    int bits;         /* 32, 16, 8, 4, 2, 1 */
+    int bits;         /* 32, 16, 8, 4, 2, 1; 0 with eb_mode != QTOPO_EB_OFF */
+    int eb_mode;      /* QTOPO_EB_*: error-bounded with bound error_bound */
+    double error_bound;
     int block;        /* 0: the global coll_qtopo_block_size */
     size_t segment;   /* 0: the global coll_qtopo_segment_size */
 } qtopo_rule_t;

@@ -23,6 +23,17 @@
  * All ranks post in the same order (scatter j, scatter j+1, allgather j, ...), which
  * is what the transport's in-order matching needs.
  *
+ * Error-bounded mode (a->error_bounded, bound E): the codec's error-bounded format picks
+ * every block's width from the data. Each contribution is encoded within
+ * E / (2(n-1)); the owner tallies, per block of the segment, the bounds the decoder reads
+ * off each received block (error, largest |value|) and its own largest |value|, and
+ * encodes the sum within what is left of E after those errors and the float rounding of
+ * its n-1 additions, gamma(n-1) * sum of |terms|. So every element of the result is within
+ * E of the exact sum as long as that rounding is at most E/2 (beyond it the sum travels
+ * raw and the error stays <= E/2 + the rounding). Widths are decided by the encoding rank
+ * alone and carried on the wire: no agreement is needed beyond equal parameters.
+ * Error feedback is not used in this mode.
+ *
  * Error feedback (optional residual, one float per element of the buffer): the
  * residual of chunk c != own carries this rank's quantization error of its
  * contribution into the next call; the residual of the own chunk carries the error of
@@ -45,6 +56,10 @@ typedef struct sra_plan {
     size_t slot_bytes; /* worst-case encoded size of a segment */
     uint8_t *bufs;     /* [kind][2][n] buffers of slot_bytes */
     qtopo_req_t *reqs; /* [kind][2][n] */
+    size_t nblk;       /* error-bounded: blocks in the largest segment */
+    double *err;       /* ... per block of the reduced segment: tallied error bounds, */
+    double *absmax;    /* ... and bounds on the sum of |terms| */
+    double contrib_tol; /* ... tolerance of each contribution, E / (2(n-1)) */
     qtopo_sra_stats_t stats;
 } sra_plan_t;
 
@@ -57,8 +72,17 @@ static void sra_plan_init(sra_plan_t *p, size_t count, int size, const qtopo_sra
     p->a = a;
     p->nseg = qtopo_nsegments(maxchunk * sizeof(float), a->seg_bytes);
     p->maxseg = qtopo_part_len(maxchunk, (size_t) p->nseg, 0);
+    p->nblk = 0;
+    p->contrib_tol = 0.0;
+    if (a->error_bounded) {
+        p->slot_bytes = qtopo_codec_eb_max_size(p->maxseg, a->codec.block);
+        p->nblk = (p->maxseg + (size_t) a->codec.block - 1) / (size_t) a->codec.block;
+        p->contrib_tol = 1 < size ? a->error_bound / (2.0 * (size - 1)) : 0.0;
+    } else {
+        p->slot_bytes = qtopo_codec_max_size(p->maxseg, &a->codec);
+    }
     /* rounded up so that the request array after the buffers stays aligned */
-    p->slot_bytes = (qtopo_codec_max_size(p->maxseg, &a->codec) + 63) & ~(size_t) 63;
+    p->slot_bytes = (p->slot_bytes + 63) & ~(size_t) 63;
 }
 
 size_t qtopo_sra_scratch_bytes(size_t count, int size, const qtopo_sra_args_t *a)
@@ -67,7 +91,7 @@ size_t qtopo_sra_scratch_bytes(size_t count, int size, const qtopo_sra_args_t *a
     size_t slots = (size_t) SRA_NKINDS * 2 * (size_t) size;
 
     sra_plan_init(&p, count, size, a);
-    return slots * (p.slot_bytes + sizeof(qtopo_req_t));
+    return slots * (p.slot_bytes + sizeof(qtopo_req_t)) + 2 * p.nblk * sizeof(double);
 }
 
 static size_t seg_len(const sra_plan_t *p, int chunk, int j)
@@ -101,16 +125,20 @@ static int codec_rc(int rc)
 }
 
 /* Encodes n values at src (element `off` of the buffer) into dst, with error feedback
- * when the caller keeps residuals. */
-static int encode_values(sra_plan_t *p, const float *src, size_t off, size_t n, uint8_t *dst,
-                         size_t *size_p)
+ * when the caller keeps residuals. Error-bounded: within tol - spent[block] (spent may
+ * be NULL). */
+static int encode_values(sra_plan_t *p, const float *src, size_t off, size_t n, double tol,
+                         const double *spent, uint8_t *dst, size_t *size_p)
 {
     const qtopo_sra_args_t *a = p->a;
     qtopo_codec_key_t key = {a->seed, a->call, a->key_rank, a->elem_base + off};
     double t0 = qtopo_now();
     int rc;
 
-    if (NULL != a->residual) {
+    if (a->error_bounded) {
+        rc = qtopo_codec_eb_encode(src, n, a->codec.block, tol, spent, dst, p->slot_bytes,
+                                   size_p);
+    } else if (NULL != a->residual) {
         rc = qtopo_codec_encode_ef(src, a->residual + off, n, &a->codec, &key, dst, p->slot_bytes,
                                    size_p);
     } else {
@@ -143,7 +171,7 @@ static int scatter_post(sra_plan_t *p, const float *sbuf, int j)
         /* the buffer's previous send (segment j-2) must be complete */
         rc = p->x->wait(p->x, slot_req(p, SRA_SEND, j, peer), 1);
         if (QTOPO_XPORT_OK == rc) {
-            rc = encode_values(p, sbuf + off, off, seg_len(p, peer, j),
+            rc = encode_values(p, sbuf + off, off, seg_len(p, peer, j), p->contrib_tol, NULL,
                                slot_buf(p, SRA_SEND, j, peer), &size);
         }
         if (QTOPO_XPORT_OK == rc) {
@@ -154,13 +182,23 @@ static int scatter_post(sra_plan_t *p, const float *sbuf, int j)
     return rc;
 }
 
-/* Decodes a message of `size` bytes into len values at dst, or adds them to dst. */
+/* Decodes a message of `size` bytes into len values at dst, or adds them to dst (and,
+ * error-bounded, tallies the blocks' bounds). */
 static int decode_values(sra_plan_t *p, const uint8_t *msg, size_t size, size_t len, float *dst,
                          int add)
 {
+    qtopo_codec_eb_tally_t tally = {p->err, p->absmax};
     double t0 = qtopo_now();
-    int rc = add ? qtopo_codec_decode_add(msg, size, len, &p->a->codec, dst)
-                 : qtopo_codec_decode(msg, size, len, &p->a->codec, dst);
+    int rc;
+
+    if (p->a->error_bounded) {
+        rc = qtopo_codec_eb_decode(msg, size, len, p->a->codec.block, dst, add,
+                                   add ? &tally : NULL);
+    } else if (add) {
+        rc = qtopo_codec_decode_add(msg, size, len, &p->a->codec, dst);
+    } else {
+        rc = qtopo_codec_decode(msg, size, len, &p->a->codec, dst);
+    }
 
     p->stats.code_seconds += qtopo_now() - t0;
     return codec_rc(rc);
@@ -187,10 +225,26 @@ static int reduce_segment(sra_plan_t *p, const float *sbuf, float *rbuf, int j)
     if (sbuf != rbuf) {
         memcpy(rbuf + off, sbuf + off, len * sizeof(float));
     }
+    if (p->a->error_bounded) {
+        memset(p->err, 0, p->nblk * sizeof(double));
+        memset(p->absmax, 0, p->nblk * sizeof(double));
+        qtopo_codec_eb_absmax(rbuf + off, len, p->a->codec.block, p->absmax);
+    }
     for (k = 1; QTOPO_XPORT_OK == rc && k < p->n; ++k) {
         rc = wait_decode(p, SRA_RECV, j, qtopo_mod(p->r - k, p->n), rbuf + off, len, 1);
     }
     return rc;
+}
+
+/* Error-bounded: what the contributions' errors and the float rounding of the n-1
+ * additions (at most gamma(n-1) times the sum of |terms|) used of E, per block, in p->err. */
+static void spent_budget(sra_plan_t *p)
+{
+    double ku = (double) (p->n - 1) * 0x1p-24, gamma = ku / (1.0 - ku);
+
+    for (size_t b = 0; b < p->nblk; ++b) {
+        p->err[b] += gamma * p->absmax[b];
+    }
 }
 
 /* Encodes our reduced segment j once, decodes those very bytes into our result, sends
@@ -203,8 +257,11 @@ static int share_segment(sra_plan_t *p, float *rbuf, int j)
 
     /* all sends of segment j-2's encoded sum, which used this buffer, must be done */
     rc = p->x->wait(p->x, slot_req(p, SRA_GSEND, j, 0), p->n);
+    if (QTOPO_XPORT_OK == rc && p->a->error_bounded) {
+        spent_budget(p);
+    }
     if (QTOPO_XPORT_OK == rc) {
-        rc = encode_values(p, rbuf + off, off, len, mine, &size);
+        rc = encode_values(p, rbuf + off, off, len, p->a->error_bound, p->err, mine, &size);
     }
     if (QTOPO_XPORT_OK == rc) {
         rc = decode_values(p, mine, size, len, rbuf + off, 0);
@@ -278,6 +335,8 @@ int qtopo_sra_allreduce(qtopo_xport_t *x, const float *sbuf, float *rbuf, size_t
     p.r = x->rank;
     p.bufs = scratch;
     p.reqs = (qtopo_req_t *) (p.bufs + nreqs * p.slot_bytes);
+    p.err = (double *) (p.reqs + nreqs);
+    p.absmax = p.err + p.nblk;
     for (i = 0; i < nreqs; ++i) {
         p.reqs[i] = (qtopo_req_t) QTOPO_REQ_INIT;
     }
