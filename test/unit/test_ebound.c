@@ -169,7 +169,7 @@ static double run_case(int nodes, int local, int hier, int kind, double E, int b
         fill(kind, r, t.in[r], count);
     }
     t.w = mock_world_create(t.n);
-    mock_run(t.n, rank_main, &t);
+    CHECK(0 == mock_world_run(t.w, rank_main, &t), "a rank failed or deadlocked");
     for (r = 0; r < t.n; ++r) {
         CHECK(0 == t.rc[r], "rank %d: rc %d", r, t.rc[r]);
         differ += 0 != memcmp(t.out[r], t.out[0], count * sizeof(float));
