@@ -14,10 +14,13 @@ failed=0
 mkdir -p "$log_dir"
 mpi_run() {
     # mpi_run NP [mpirun args...] -- program args
+    # (The component path goes to the MPI processes only, as an environment variable:
+    # Open MPI 5.0's mpirun also hands an --mca mca_base_component_path to PMIx, which
+    # then complains about the qtopo DSO and SYS_DEFAULT.)
     local np=$1
     shift
     timeout 600 "$mpirun" --allow-run-as-root --oversubscribe -np "$np" \
-        --mca mca_base_component_path "$builddir/.libs:SYS_DEFAULT" \
+        -x "OMPI_MCA_mca_base_component_path=$builddir/.libs:SYS_DEFAULT" \
         --mca btl self,vader,tcp --mca mpi_yield_when_idle 1 "$@"
 }
 

@@ -21,6 +21,7 @@
 #include "ompi/request/request.h"
 
 #include "coll_qtopo_codec.h"
+#include "coll_qtopo_compat.h"
 #include "coll_qtopo_ef.h"
 #include "coll_qtopo_nodes.h"
 #include "coll_qtopo_policy.h"
@@ -93,7 +94,7 @@ typedef struct mca_coll_qtopo_counters_t {
 } mca_coll_qtopo_counters_t;
 
 typedef struct mca_coll_qtopo_component_t {
-    mca_coll_base_component_2_0_0_t super;
+    mca_coll_base_component_t super;
 
     /* MCA parameters (storage owned by the MCA variable system) */
     int priority;
@@ -120,7 +121,7 @@ typedef struct mca_coll_qtopo_component_t {
     mca_coll_qtopo_counters_t counters;
 } mca_coll_qtopo_component_t;
 
-OMPI_MODULE_DECLSPEC extern mca_coll_qtopo_component_t mca_coll_qtopo_component;
+OMPI_DECLSPEC extern mca_coll_qtopo_component_t mca_coll_qtopo_component;
 
 typedef struct mca_coll_qtopo_module_t {
     mca_coll_base_module_t super;
@@ -246,7 +247,7 @@ void mca_coll_qtopo_xport_pml_init(qtopo_xport_t *x, mca_coll_qtopo_pml_ctx_t *c
                                    int rank, int size);
 
 /* coll_qtopo_allreduce.c */
-int mca_coll_qtopo_allreduce(const void *sbuf, void *rbuf, int count,
+int mca_coll_qtopo_allreduce(const void *sbuf, void *rbuf, qtopo_coll_count_t count,
                              struct ompi_datatype_t *dtype, struct ompi_op_t *op,
                              struct ompi_communicator_t *comm, mca_coll_base_module_t *module);
 

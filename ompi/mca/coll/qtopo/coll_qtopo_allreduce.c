@@ -28,13 +28,6 @@
 
 #include "ompi/datatype/ompi_datatype.h"
 
-/* The communicator's id for error-feedback keys. */
-#if OMPI_MAJOR_VERSION >= 5
-#define QTOPO_COMM_ID(comm) ((uint64_t) ompi_comm_get_local_cid(comm))
-#else
-#define QTOPO_COMM_ID(comm) ((uint64_t) (comm)->c_contextid)
-#endif
-
 /* Scratch memory above this size is released after the call that needed it: a single
  * huge call must not pin gigabytes until the communicator is freed. Below it the
  * memory is kept, since training loops repeat the same sizes. */
@@ -74,8 +67,9 @@ static bool is_float_type(struct ompi_datatype_t *dtype)
 
 /* The call is one qtopo could run, by its arguments and this rank's settings; reads
  * the settings into *s. */
-static bool call_eligible(mca_coll_qtopo_module_t *m, int count, struct ompi_datatype_t *dtype,
-                          struct ompi_op_t *op, mca_coll_qtopo_settings_t *s)
+static bool call_eligible(mca_coll_qtopo_module_t *m, qtopo_coll_count_t count,
+                          struct ompi_datatype_t *dtype, struct ompi_op_t *op,
+                          mca_coll_qtopo_settings_t *s)
 {
     if (m->busy || m->off || MPI_SUM != op || !is_float_type(dtype)) {
         return false;
@@ -93,8 +87,8 @@ static void drop_stale_residuals(mca_coll_qtopo_module_t *m)
     }
 }
 
-static int hand_on(mca_coll_qtopo_module_t *m, const void *sbuf, void *rbuf, int count,
-                   struct ompi_datatype_t *dtype, struct ompi_op_t *op,
+static int hand_on(mca_coll_qtopo_module_t *m, const void *sbuf, void *rbuf,
+                   qtopo_coll_count_t count, struct ompi_datatype_t *dtype, struct ompi_op_t *op,
                    struct ompi_communicator_t *comm)
 {
     mca_coll_qtopo_counters_t fallback = {0};
@@ -496,15 +490,15 @@ static int run_call(mca_coll_qtopo_module_t *m, const mca_coll_qtopo_settings_t 
 /* A call that failed after the agreement: every rank learns that qtopo is off here
  * (the notice also wakes ranks waiting for this one), and the memory that detached
  * sends may still read is never freed. */
-static void fail_call(mca_coll_qtopo_module_t *m, struct ompi_communicator_t *comm, int count)
+static void fail_call(mca_coll_qtopo_module_t *m, struct ompi_communicator_t *comm, size_t count)
 {
     m->scratch_pinned = true;
-    opal_output(0, "coll:qtopo: rank %d: allreduce of %d floats on %s failed; qtopo is off on "
+    opal_output(0, "coll:qtopo: rank %d: allreduce of %zu floats on %s failed; qtopo is off on "
                 "this communicator from now on", m->comm_rank, count, comm->c_name);
     mca_coll_qtopo_notify_off(m, comm);
 }
 
-int mca_coll_qtopo_allreduce(const void *sbuf, void *rbuf, int count,
+int mca_coll_qtopo_allreduce(const void *sbuf, void *rbuf, qtopo_coll_count_t count,
                              struct ompi_datatype_t *dtype, struct ompi_op_t *op,
                              struct ompi_communicator_t *comm, mca_coll_base_module_t *module)
 {

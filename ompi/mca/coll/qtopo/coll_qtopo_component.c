@@ -32,7 +32,7 @@ static int qtopo_close(void);
 mca_coll_qtopo_component_t mca_coll_qtopo_component = {
     .super = {
         .collm_version = {
-            MCA_COLL_BASE_VERSION_2_0_0,
+            QTOPO_COLL_BASE_VERSION,
             .mca_component_name = "qtopo",
             MCA_BASE_MAKE_VERSION(component, OMPI_MAJOR_VERSION, OMPI_MINOR_VERSION,
                                   OMPI_RELEASE_VERSION),

@@ -3,10 +3,10 @@
  * capturing the allreduce that would run without qtopo (module_enable), and freeing
  * per-communicator state (destructor).
  *
- * qtopo fills only the allreduce slot. Open MPI 4.1's framework copies every non-NULL
- * slot of the module into comm->c_coll after module_enable returns, and enables
- * modules from lowest to highest priority, so at enable time comm->c_coll holds the
- * best lower-priority allreduce: that is the one qtopo falls back to.
+ * qtopo fills only the allreduce slot. The framework enables modules from lowest to
+ * highest priority, so at enable time comm->c_coll holds the best lower-priority
+ * allreduce: that is the one qtopo falls back to. How qtopo's own allreduce gets into
+ * comm->c_coll depends on the coll framework version (coll_qtopo_compat.h).
  */
 
 #include "ompi_config.h"
@@ -134,8 +134,17 @@ static int qtopo_module_enable(mca_coll_base_module_t *module, struct ompi_commu
     m->comm_size = ompi_comm_size(comm);
     m->comm_rank = ompi_comm_rank(comm);
     snprintf(m->comm_name, sizeof(m->comm_name), "%s", comm->c_name);
+    mca_coll_qtopo_compat_install(comm, module, mca_coll_qtopo_allreduce);
     QTOPO_VERBOSE(1, "enabled on %s (size %d), falling back to %p", comm->c_name,
                   ompi_comm_size(comm), (void *) m->prev_allreduce_module);
+    return OMPI_SUCCESS;
+}
+
+static int qtopo_module_disable(mca_coll_base_module_t *module, struct ompi_communicator_t *comm)
+{
+    mca_coll_qtopo_module_t *m = (mca_coll_qtopo_module_t *) module;
+
+    mca_coll_qtopo_compat_uninstall(comm, module, m->prev_allreduce, m->prev_allreduce_module);
     return OMPI_SUCCESS;
 }
 
@@ -170,7 +179,7 @@ mca_coll_base_module_t *mca_coll_qtopo_comm_query(struct ompi_communicator_t *co
         return NULL;
     }
     m->super.coll_module_enable = qtopo_module_enable;
-    m->super.coll_allreduce = mca_coll_qtopo_allreduce;
+    m->super.coll_module_disable = qtopo_module_disable;
     *priority = c->priority > 100 ? 100 : c->priority;
     return &m->super;
 }
