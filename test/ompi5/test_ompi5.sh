@@ -1,0 +1,64 @@
+#!/bin/bash
+# test_ompi5.sh: the Open MPI 5.0 leg of `make check`. Creates (or reuses) the trixie
+# chroot of env.sh, builds qtopo from the current tree in it, runs the unit tests and
+# the MPI test suite (test/mpi/run_mpi_tests.sh) against Open MPI 5.0.7 there.
+# Exit 77 (SKIP) with the reason when it cannot run here: not root, no debootstrap or
+# unshare, the chroot is not cached and the Debian mirror is unreachable or the disk
+# is short, or QTOPO_OMPI5=skip. Holds a lock on the chroot for the whole run.
+set -uo pipefail
+
+HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+ROOT=${QTOPO_OMPI5_ROOT:-/var/cache/qtopo/trixie}
+UNIT_TESTS="test_ring test_sra test_policy test_hier test_locality"
+
+skip() {
+    echo "SKIP: Open MPI 5.0 leg: $*"
+    exit 77
+}
+
+mirror_reachable() {
+    local m host
+    m=${QTOPO_DEBIAN_MIRROR:-$(awk '/^URIs:/ { uri = $2 } /^Suites:/ && uri !~ /security/ {
+        print uri; exit }' /etc/apt/sources.list.d/debian.sources 2>/dev/null)}
+    [ -n "$m" ] || return 1
+    host=${m#*://}
+    host=${host%%/*}
+    timeout 10 bash -c "exec 3<>/dev/tcp/$host/80" 2>/dev/null
+}
+
+[ "${QTOPO_OMPI5:-}" != skip ] || skip "QTOPO_OMPI5=skip"
+[ "$(id -u)" -eq 0 ] || skip "needs root (chroot, mount namespace)"
+command -v unshare >/dev/null || skip "unshare (util-linux) not found"
+if [ ! -f "$ROOT/.qtopo-base" ]; then
+    command -v debootstrap >/dev/null || skip "debootstrap not installed (apt-get install debootstrap)"
+    mirror_reachable || skip "no chroot at $ROOT and the Debian mirror is unreachable"
+    mkdir -p "$(dirname "$ROOT")"
+    [ "$(df -Pk "$(dirname "$ROOT")" | awk 'NR == 2 { print $4 }')" -gt 3000000 ] ||
+        skip "less than 3 GB free for the chroot in $(dirname "$ROOT")"
+fi
+
+mkdir -p "$(dirname "$ROOT")"
+exec 9>"$ROOT.lock"
+flock 9
+start=$SECONDS
+"$HERE/env.sh" setup || { echo "FAIL: env.sh setup"; exit 1; }
+echo "setup: $((SECONDS - start)) s"
+# shellcheck disable=SC2016
+"$HERE/env.sh" run /bin/bash -c '
+    cd /opt/qtopo/src
+    failed=0
+    for t in '"$UNIT_TESTS"'; do
+        if test/unit/$t >test/unit/$t.log 2>&1; then
+            echo "PASS: unit $t"
+        else
+            echo "FAIL: unit $t"
+            tail -n 20 test/unit/$t.log
+            failed=1
+        fi
+    done
+    echo "Open MPI $(ompi_info --parsable --version 2>/dev/null | sed -n "s/^ompi:version:full://p")"
+    QTOPO_BUILDDIR=$PWD test/mpi/run_mpi_tests.sh || failed=1
+    exit $failed'
+rc=$?
+echo "Open MPI 5.0 leg: $((SECONDS - start)) s, $([ $rc -eq 0 ] && echo passed || echo FAILED)"
+exit $rc
