@@ -59,6 +59,8 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data", default="/usr/share/datasets/fashion-mnist")
     parser.add_argument("--epochs", type=int, default=2)
+    parser.add_argument("--train-samples", type=int, default=60000,
+                        help="use the first N training images (quick runs)")
     parser.add_argument("--batch", type=int, default=64, help="per rank")
     parser.add_argument("--hidden", type=int, default=512)
     parser.add_argument("--lr", type=float, default=0.05)
@@ -72,6 +74,7 @@ def main():
 
     x_train, y_train = load(args.data, "train")
     x_test, y_test = load(args.data, "t10k")
+    x_train, y_train = x_train[:args.train_samples], y_train[:args.train_samples]
     x_train, y_train = x_train[rank::size], y_train[rank::size]
 
     model = DDP(MLP(args.hidden))

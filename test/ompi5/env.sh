@@ -9,8 +9,10 @@
 # /var/cache/qtopo/trixie) so that fresh clones reuse it; each stage leaves a stamp file
 # and is skipped the next time. It holds Debian's Open MPI 5.0.7, hwloc and UCX, plus the
 # headers Debian's libopenmpi-dev leaves out, taken from the 5.0.7 source package (see
-# add_missing_headers). qtopo is built from a copy of the current tree (tracked and
-# untracked, not ignored files) in /opt/qtopo/src and installed into the chroot's Open MPI.
+# add_missing_headers, which also undoes a Debian PMIx setting that hides every external
+# Open MPI component from MPI processes). qtopo is built from a copy of the current tree
+# (tracked and untracked, not ignored files) in /opt/qtopo/src and installed into the
+# chroot's Open MPI.
 #
 # `run` enters a private mount namespace (unshare -m) with /proc, /sys, /dev, /dev/shm and
 # the host's /tmp bound in, so the host sees no mounts afterwards. Needs root, debootstrap
@@ -67,7 +69,8 @@ stamp_set() { date -u +%FT%TZ >"$ROOT/.qtopo-$1"; }
 make_base() {
     local m tmp="$ROOT.partial"
     stamp base && return 0
-    command -v debootstrap >/dev/null || die "debootstrap is not installed (apt-get install debootstrap)"
+    command -v debootstrap >/dev/null ||
+        die "debootstrap is not installed (apt-get install debootstrap)"
     m=$(mirror)
     [ -n "$m" ] || die "no Debian mirror found; set QTOPO_DEBIAN_MIRROR"
     say "debootstrap $SUITE from $m into $ROOT (a few minutes)"
@@ -95,7 +98,10 @@ add_missing_headers() {
     in_root /bin/bash -euc '
         apt-get update -qq
         v=$(dpkg-query -W -f="\${Version}" libopenmpi-dev)
-        case "$v" in '"$OMPI_VERSION"'*) ;; *) echo "libopenmpi-dev is $v, expected '"$OMPI_VERSION"'" >&2; exit 1;; esac
+        case "$v" in
+        '"$OMPI_VERSION"'*) ;;
+        *) echo "libopenmpi-dev is $v, expected '"$OMPI_VERSION"'" >&2; exit 1 ;;
+        esac
         rm -rf /opt/ompi-src && mkdir -p /opt/ompi-src && cd /opt/ompi-src
         apt-get source -qq --download-only openmpi="$v" >/dev/null 2>&1
         tar xf openmpi_*.orig.tar.* --wildcards "*/opal/*.h" "*/ompi/*.h"
@@ -130,8 +136,13 @@ build_qtopo() {
     say "building qtopo from $REPO in $ROOT/opt/qtopo/src"
     rm -rf "$ROOT/opt/qtopo/src"
     mkdir -p "$ROOT/opt/qtopo/src"
-    (cd "$REPO" && git ls-files -co --exclude-standard -z |
-        tar --null -T - -cf -) | tar -C "$ROOT/opt/qtopo/src" -xf -
+    if git -C "$REPO" rev-parse --git-dir >/dev/null 2>&1; then
+        (cd "$REPO" && git ls-files -co --exclude-standard -z | tar --null -T - -cf -)
+    else
+        # not a git checkout (a release tarball): everything but build outputs
+        tar -C "$REPO" --exclude=.libs --exclude=.deps --exclude='*.o' --exclude='*.lo' \
+            --exclude='*.la' -cf - .
+    fi | tar -C "$ROOT/opt/qtopo/src" -xf -
     in_root /bin/bash -euc '
         cd /opt/qtopo/src
         ./autogen.sh >/dev/null 2>&1

@@ -30,7 +30,8 @@ mirror_reachable() {
 [ "$(id -u)" -eq 0 ] || skip "needs root (chroot, mount namespace)"
 command -v unshare >/dev/null || skip "unshare (util-linux) not found"
 if [ ! -f "$ROOT/.qtopo-base" ]; then
-    command -v debootstrap >/dev/null || skip "debootstrap not installed (apt-get install debootstrap)"
+    command -v debootstrap >/dev/null ||
+        skip "debootstrap not installed (apt-get install debootstrap)"
     mirror_reachable || skip "no chroot at $ROOT and the Debian mirror is unreachable"
     mkdir -p "$(dirname "$ROOT")"
     [ "$(df -Pk "$(dirname "$ROOT")" | awk 'NR == 2 { print $4 }')" -gt 3000000 ] ||
@@ -56,7 +57,8 @@ echo "setup: $((SECONDS - start)) s"
             failed=1
         fi
     done
-    echo "Open MPI $(ompi_info --parsable --version 2>/dev/null | sed -n "s/^ompi:version:full://p")"
+    v=$(ompi_info --parsable --version 2>/dev/null | sed -n "s/^ompi:version:full://p")
+    echo "Open MPI $v"
     QTOPO_BUILDDIR=$PWD test/mpi/run_mpi_tests.sh || failed=1
     exit $failed'
 rc=$?

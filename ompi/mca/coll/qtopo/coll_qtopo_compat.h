@@ -42,7 +42,7 @@ typedef int qtopo_coll_count_t;
 #define QTOPO_COLL_SELF_INSTALL 0
 typedef int qtopo_coll_count_t;
 #else
-#error "coll/qtopo: unknown coll framework version (known: 2.0.0 of Open MPI 4.1, 2.4.0 of 5.0, 3.0.0 of main)"
+#error "coll/qtopo: unknown coll framework version (known: 2.0.0, 2.4.0, 3.0.0)"
 #endif
 
 /* Open MPI 5.0 has communicator ids wider than 32 bits; the local index is what
