@@ -8,8 +8,8 @@
 # A main tree cannot be configured here (its submodules are missing), so this is a
 # syntax and type check, not a build: main's opal/ and ompi/ headers are laid over the
 # chroot's configured Open MPI 5.0.7 headers (opal_config.h, mpi.h and the other
-# generated ones come from 5.0.7), and each Open MPI-facing file of the component is
-# compiled with -fsyntax-only (gcc 14, where incompatible pointer types are errors).
+# generated ones come from 5.0.7), and every .c file of the component is compiled with
+# -fsyntax-only (gcc 14, where incompatible pointer types are errors).
 # A static assertion checks that coll_qtopo_compat.h took its 3.0.0 branch.
 set -euo pipefail
 
@@ -34,8 +34,7 @@ EOC
 "$REPO/test/ompi5/env.sh" run /bin/bash -c '
     cd "$1/qtopo"
     failed=0
-    for f in api_check.c coll_qtopo_component.c coll_qtopo_module.c coll_qtopo_allreduce.c \
-             coll_qtopo_topo.c coll_qtopo_xport_pml.c; do
+    for f in api_check.c coll_qtopo_*.c; do
         if gcc -std=gnu11 -Wall -Wextra -Wno-unused-parameter -Werror -fsyntax-only \
                -I"$1/include" -I"$1/include/openmpi" -I/usr/lib/x86_64-linux-gnu/pmix2/include \
                -DQTOPO_HELP_DIR="\"/\"" "$f"; then

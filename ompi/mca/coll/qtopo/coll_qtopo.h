@@ -37,15 +37,14 @@ enum {
 };
 
 /*
- * Point-to-point tags of qtopo's own messages, at the far end of the range Open MPI
- * leaves to hcoll (coll_tags.h), which hcoll counts down from its base and never
- * reaches. Data has a tag of its own, not MCA_COLL_BASE_TAG_ALLREDUCE: a message with
+ * Point-to-point tags of qtopo's own messages, at the far end of Open MPI's internal tag
+ * range, which no other component reaches (QTOPO_TAG_FAR_END, coll_qtopo_compat.h). Data has a tag of its own, not MCA_COLL_BASE_TAG_ALLREDUCE: a message with
  * that tag arriving during qtopo's agreement can then only come from a rank that runs
  * MPI_Allreduce through another component (coll_qtopo_agree.c).
  */
-#define QTOPO_TAG_OFF (MCA_COLL_BASE_TAG_HCOLL_END + 1)   /* "qtopo is off here" notice */
-#define QTOPO_TAG_AGREE (MCA_COLL_BASE_TAG_HCOLL_END + 2) /* the per-call agreement */
-#define QTOPO_TAG_DATA (MCA_COLL_BASE_TAG_HCOLL_END + 3)  /* the algorithms' messages */
+#define QTOPO_TAG_OFF (QTOPO_TAG_FAR_END + 1)   /* "qtopo is off here" notice */
+#define QTOPO_TAG_AGREE (QTOPO_TAG_FAR_END + 2) /* the per-call agreement */
+#define QTOPO_TAG_DATA (QTOPO_TAG_FAR_END + 3)  /* the algorithms' messages */
 
 /* The parameters that decide what goes on the wire, read once per call (under the
  * MPI_T lock, so an MPI_T write from another thread cannot tear them) and compared

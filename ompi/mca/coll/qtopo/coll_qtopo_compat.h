@@ -11,6 +11,7 @@
  *                      module_enable installs the module's functions itself and
  *                      module_disable puts back what it replaced
  *   communicator id    c_contextid      ompi_comm_get_local_cid()
+ *   hcoll's tag range  reserved         reserved         gone (so is hcoll)
  *
  * The version is read from coll.h itself (the MCA_COLL_BASE_VERSION_x_y_z macro it
  * defines), so an in-tree build and an out-of-tree build agree. In all three versions
@@ -23,7 +24,10 @@
 
 #include "ompi_config.h"
 
+#include <limits.h>
+
 #include "ompi/communicator/communicator.h"
+#include "ompi/mca/coll/base/coll_tags.h"
 #include "ompi/mca/coll/coll.h"
 
 #if defined(MCA_COLL_BASE_VERSION_3_0_0)
@@ -51,6 +55,17 @@ typedef int qtopo_coll_count_t;
 #define QTOPO_COMM_ID(comm) ((uint64_t) ompi_comm_get_local_cid(comm))
 #else
 #define QTOPO_COMM_ID(comm) ((uint64_t) (comm)->c_contextid)
+#endif
+
+/* The far end of the internal (negative) tag range, where qtopo's own tags are
+ * (coll_qtopo.h). 4.1 and 5.0 leave it to hcoll, which counts down from the middle of
+ * the range and never gets there; main has no hcoll range, and nothing uses that end
+ * (it lies beyond main's MCA_COLL_BASE_TAG_END, so a ULFM revoke would not cancel
+ * qtopo's pending messages there). */
+#if defined(MCA_COLL_BASE_TAG_HCOLL_END)
+#define QTOPO_TAG_FAR_END MCA_COLL_BASE_TAG_HCOLL_END
+#else
+#define QTOPO_TAG_FAR_END (-1 * INT_MAX)
 #endif
 
 /* Makes fn the allreduce of comm (called at the end of a successful module_enable). */
