@@ -45,7 +45,8 @@ mirror() {
         /etc/apt/sources.list.d/debian.sources 2>/dev/null
 }
 
-# Runs "$@" inside the chroot in a private mount namespace.
+# Runs "$@" inside the chroot in a private mount namespace, with a clean environment in
+# which mpirun may run as root (Open MPI 5.0's mpirun honours the same two variables).
 in_root() {
     unshare -m --propagation private /bin/bash -c '
         set -e
@@ -57,8 +58,7 @@ in_root() {
         done
         exec chroot "$root" /usr/bin/env -i HOME=/root TERM="${TERM:-dumb}" \
             PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin \
-            LANG=C.UTF-8 OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 \
-            PRTE_MCA_prte_allow_run_as_root=1 "$@"
+            LANG=C.UTF-8 OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 "$@"
     ' in_root "$ROOT" "$@"
 }
 
