@@ -147,6 +147,9 @@ build_qtopo() {
         cd /opt/qtopo/src
         ./autogen.sh >/dev/null 2>&1
         ./configure -q
+        # no program built elsewhere may survive the copy (a tracked binary would be newer
+        # than its sources and linked against another Open MPI)
+        make -s clean
         make -s -j'"$JOBS"' all
         make -s -j'"$JOBS"' check TESTS= >/dev/null
         make -s install >/dev/null
