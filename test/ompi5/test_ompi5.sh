@@ -57,8 +57,7 @@ echo "setup: $((SECONDS - start)) s"
             failed=1
         fi
     done
-    v=$(ompi_info --parsable --version 2>/dev/null | sed -n "s/^ompi:version:full://p")
-    echo "Open MPI $v"
+    ompi_info --version | head -n 1
     QTOPO_BUILDDIR=$PWD test/mpi/run_mpi_tests.sh || failed=1
     exit $failed'
 rc=$?
