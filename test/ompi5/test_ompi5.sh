@@ -16,14 +16,19 @@ skip() {
     exit 77
 }
 
+# The mirror serves trixie's Release file (a TCP connect alone proves nothing behind a
+# proxy).
 mirror_reachable() {
-    local m host
+    local m url
     m=${QTOPO_DEBIAN_MIRROR:-$(awk '/^URIs:/ { uri = $2 } /^Suites:/ && uri !~ /security/ {
         print uri; exit }' /etc/apt/sources.list.d/debian.sources 2>/dev/null)}
     [ -n "$m" ] || return 1
-    host=${m#*://}
-    host=${host%%/*}
-    timeout 10 bash -c "exec 3<>/dev/tcp/$host/80" 2>/dev/null
+    url=${m%/}/dists/trixie/Release
+    if command -v curl >/dev/null; then
+        curl -fsS --max-time 15 -o /dev/null "$url" 2>/dev/null
+    else
+        wget -q -T 15 -O /dev/null "$url" 2>/dev/null
+    fi
 }
 
 [ "${QTOPO_OMPI5:-}" != skip ] || skip "QTOPO_OMPI5=skip"
