@@ -35,7 +35,7 @@
 #define EVAL_ROWS 500
 
 typedef struct options {
-    int epochs, hidden, batch, limit_train, limit_test, steps;
+    int epochs, hidden, batch, limit_train, limit_test, steps, eval_every;
     float lr, momentum, wd;
     uint64_t seed;
     const char *data;
@@ -53,10 +53,11 @@ static void usage(void)
     fprintf(stderr,
             "usage: qtopo_train [--epochs N] [--seed S] [--hidden H] [--batch B] [--lr X]\n"
             "                   [--momentum X] [--wd X] [--limit-train N] [--limit-test N]\n"
-            "                   [--steps N] [--data DIR]\n"
+            "                   [--steps N] [--eval-every N] [--data DIR]\n"
             "  defaults: 5 epochs, seed 1, hidden 1024, global batch 256, lr 0.02,\n"
             "  momentum 0.9, wd 0, whole data set, data /usr/share/datasets/fashion-mnist\n"
-            "  --steps N stops after N optimizer steps in all (for tests)\n");
+            "  --steps N stops after N optimizer steps in all (for tests)\n"
+            "  --eval-every N also measures test accuracy every N steps (untimed)\n");
 }
 
 static int parse_options(int argc, char **argv, options_t *o)
@@ -67,11 +68,12 @@ static int parse_options(int argc, char **argv, options_t *o)
         { "lr", 1, NULL, 'l' },          { "momentum", 1, NULL, 'm' },
         { "wd", 1, NULL, 'w' },          { "limit-train", 1, NULL, 'T' },
         { "limit-test", 1, NULL, 't' },  { "steps", 1, NULL, 'n' },
-        { "data", 1, NULL, 'd' },        { "help", 0, NULL, 'h' },
+        { "data", 1, NULL, 'd' },        { "eval-every", 1, NULL, 'E' },
+        { "help", 0, NULL, 'h' },
         { NULL, 0, NULL, 0 }
     };
     int c;
-    *o = (options_t) { 5, 1024, 256, 0, 0, 0, 0.02f, 0.9f, 0.0f, 1,
+    *o = (options_t) { 5, 1024, 256, 0, 0, 0, 0, 0.02f, 0.9f, 0.0f, 1,
                        "/usr/share/datasets/fashion-mnist" };
     while (-1 != (c = getopt_long(argc, argv, "", longopts, NULL))) {
         switch (c) {
@@ -85,12 +87,14 @@ static int parse_options(int argc, char **argv, options_t *o)
         case 'T': o->limit_train = atoi(optarg); break;
         case 't': o->limit_test = atoi(optarg); break;
         case 'n': o->steps = atoi(optarg); break;
+        case 'E': o->eval_every = atoi(optarg); break;
         case 'd': o->data = optarg; break;
         default: return -1;
         }
     }
     if (optind != argc || 1 > o->epochs || 1 > o->hidden || nranks > o->batch
-        || 0 > o->limit_train || 0 > o->limit_test || 0 > o->steps || !(0.0f < o->lr)) {
+        || 0 > o->limit_train || 0 > o->limit_test || 0 > o->steps || 0 > o->eval_every
+        || !(0.0f < o->lr)) {
         return -1;
     }
     return 0;
@@ -243,20 +247,63 @@ static double evaluate(qt_mlp_t *m, const qt_dataset_t *test, uint32_t *idx, uin
     return all[0] / (double) n;
 }
 
-/* One epoch; returns the summed loss of this rank's examples and adds to *t. */
-static double train_epoch(qt_mlp_t *m, const options_t *o, const qt_dataset_t *train,
-                          const uint32_t *perm, uint32_t *idx, uint8_t *labels, int steps,
-                          timing_t *t)
+/* The state of one training run. */
+typedef struct run {
+    const options_t *o;
+    const qt_dataset_t *tr, *te;
+    qt_mlp_t m;
+    uint32_t *perm, *idx;
+    uint8_t *labels;
+    int done;       /* optimizer steps so far */
+    double seconds; /* training time so far (evaluations excluded) */
+    double mark;    /* start of the interval being timed */
+} run_t;
+
+/* Training time so far, the same on every rank (rank 0's clock after a barrier). */
+static void clock_stop(run_t *r)
 {
+    double now;
+    MPI_Barrier(MPI_COMM_WORLD);
+    now = MPI_Wtime();
+    MPI_Bcast(&now, 1, MPI_DOUBLE, 0, MPI_COMM_WORLD);
+    r->seconds += now - r->mark;
+}
+
+static void clock_start(run_t *r)
+{
+    MPI_Barrier(MPI_COMM_WORLD);
+    r->mark = MPI_Wtime();
+    MPI_Bcast(&r->mark, 1, MPI_DOUBLE, 0, MPI_COMM_WORLD);
+}
+
+/* --eval-every: a test accuracy between epochs, outside the timed training. */
+static void eval_point(run_t *r)
+{
+    double loss, acc;
+    clock_stop(r);
+    acc = evaluate(&r->m, r->te, r->idx, r->labels, &loss);
+    if (0 == rank) {
+        printf("eval step=%d test_loss=%.5f test_acc=%.4f train_s=%.3f\n", r->done, loss, acc,
+               r->seconds);
+        fflush(stdout);
+    }
+    clock_start(r);
+}
+
+/* One epoch of steps; returns the summed loss of this rank's examples, adds to *t. */
+static double train_epoch(run_t *r, int steps, timing_t *t)
+{
+    const options_t *o = r->o;
+    qt_mlp_t *m = &r->m;
     int first, count;
     double loss = 0.0;
     my_share(o->batch, &first, &count);
     for (int s = 0; s < steps; ++s) {
         double t0 = MPI_Wtime(), t1, t2;
-        memcpy(idx, perm + (size_t) s * o->batch + first, (size_t) count * sizeof(*idx));
-        fill_input(m, train, idx, count, labels);
+        memcpy(r->idx, r->perm + (size_t) s * o->batch + first, (size_t) count * sizeof(*r->idx));
+        fill_input(m, r->tr, r->idx, count, r->labels);
         qt_mlp_forward(m, count);
-        loss += qt_mlp_backward(m, count, labels, (float) o->batch);
+        loss += qt_mlp_backward(m, count, r->labels, (float) o->batch);
         t1 = MPI_Wtime();
         MPI_Allreduce(MPI_IN_PLACE, m->grads, (int) m->nparams, MPI_FLOAT, MPI_SUM,
                       MPI_COMM_WORLD);
@@ -264,6 +311,10 @@ static double train_epoch(qt_mlp_t *m, const options_t *o, const qt_dataset_t *t
         qt_mlp_sgd(m, o->lr, o->momentum, o->wd);
         t->compute += (t1 - t0) + (MPI_Wtime() - t2);
         t->allreduce += t2 - t1;
+        r->done++;
+        if (0 < o->eval_every && 0 == r->done % o->eval_every && s + 1 < steps) {
+            eval_point(r);
+        }
     }
     return loss;
 }
@@ -289,67 +340,77 @@ static uint64_t agreed_hash(const qt_mlp_t *m, int *agree)
     return h;
 }
 
+/* Runs the epochs; returns the last test accuracy and the epochs run. */
+static double run_epochs(run_t *r, int steps, int *epochs_p)
+{
+    const options_t *o = r->o;
+    uint64_t rng = o->seed ^ 0x5eedf00dull;
+    double acc, test_loss;
+    int epoch;
+    acc = evaluate(&r->m, r->te, r->idx, r->labels, &test_loss);
+    if (0 == rank) {
+        printf("epoch 0 test_loss=%.5f test_acc=%.4f\n", test_loss, acc);
+    }
+    for (epoch = 1; epoch <= o->epochs && (0 == o->steps || r->done < o->steps); ++epoch) {
+        timing_t t = { 0, 0, 0 };
+        double loss, loss_sum, c0 = 1e-6 * (double) pvar_read(PV_CODE_US);
+        int n = 0 == o->steps || o->steps - r->done > steps ? steps : o->steps - r->done;
+        shuffle(r->perm, r->tr->n, &rng);
+        clock_start(r);
+        loss = train_epoch(r, n, &t);
+        clock_stop(r);
+        t.coding = 1e-6 * (double) pvar_read(PV_CODE_US) - c0;
+        epoch_totals(loss, &t, &loss_sum);
+        acc = evaluate(&r->m, r->te, r->idx, r->labels, &test_loss);
+        if (0 == rank) {
+            printf("epoch %d loss=%.5f test_loss=%.5f test_acc=%.4f train_s=%.3f compute_s=%.3f "
+                   "allreduce_s=%.3f coding_s=%.3f steps=%d\n",
+                   epoch, loss_sum / ((double) n * o->batch), test_loss, acc, r->seconds,
+                   t.compute, t.allreduce, t.coding, n);
+            fflush(stdout);
+        }
+    }
+    *epochs_p = epoch - 1;
+    return acc;
+}
+
 static int train(const options_t *o, const qt_dataset_t *tr, const qt_dataset_t *te)
 {
-    qt_mlp_t m;
-    uint64_t rng = o->seed ^ 0x5eedf00dull;
-    int steps = (int) (tr->n / (size_t) o->batch), done = 0, epoch, agree, rows;
-    double seconds = 0.0, acc, test_loss;
-    uint32_t *perm = malloc(tr->n * sizeof(*perm)), *idx;
-    uint8_t *labels;
-    rows = o->batch > EVAL_ROWS ? o->batch : EVAL_ROWS;
-    idx = malloc((size_t) rows * sizeof(*idx));
-    labels = malloc((size_t) rows);
-    if (NULL == perm || NULL == idx || NULL == labels || 1 > steps
-        || 0 != qt_mlp_init(&m, (int) (tr->rows * tr->cols), o->hidden, CLASSES, rows, o->seed)) {
+    run_t r = { .o = o, .tr = tr, .te = te };
+    int steps = (int) (tr->n / (size_t) o->batch), epochs, agree;
+    int rows = o->batch > EVAL_ROWS ? o->batch : EVAL_ROWS;
+    double acc;
+    uint64_t h;
+    r.perm = malloc(tr->n * sizeof(*r.perm));
+    r.idx = malloc((size_t) rows * sizeof(*r.idx));
+    r.labels = malloc((size_t) rows);
+    if (NULL == r.perm || NULL == r.idx || NULL == r.labels || 1 > steps
+        || 0 != qt_mlp_init(&r.m, (int) (tr->rows * tr->cols), o->hidden, CLASSES, rows,
+                            o->seed)) {
         fprintf(stderr, "qtopo_train: out of memory or fewer examples than one batch\n");
-        free(labels);
-        free(idx);
-        free(perm);
+        free(r.labels);
+        free(r.idx);
+        free(r.perm);
         return 1;
     }
     if (0 == rank) {
         printf("qtopo_train: np=%d params=%zu batch=%d hidden=%d lr=%g momentum=%g wd=%g "
                "train=%zu test=%zu steps/epoch=%d seed=%llu coding_counter=%s\n",
-               nranks, m.nparams, o->batch, o->hidden, o->lr, o->momentum, o->wd, tr->n, te->n,
-               steps, (unsigned long long) o->seed, pv_found[PV_CODE_US] ? "qtopo" : "none");
+               nranks, r.m.nparams, o->batch, o->hidden, o->lr, o->momentum, o->wd, tr->n,
+               te->n, steps, (unsigned long long) o->seed,
+               pv_found[PV_CODE_US] ? "qtopo" : "none");
     }
-    acc = evaluate(&m, te, idx, labels, &test_loss);
-    if (0 == rank) {
-        printf("epoch 0 test_loss=%.5f test_acc=%.4f\n", test_loss, acc);
-    }
-    for (epoch = 1; epoch <= o->epochs && (0 == o->steps || done < o->steps); ++epoch) {
-        timing_t t = { 0, 0, 0 };
-        double loss, loss_sum, c0 = 1e-6 * (double) pvar_read(PV_CODE_US), t0;
-        int n = 0 == o->steps || o->steps - done > steps ? steps : o->steps - done;
-        shuffle(perm, tr->n, &rng);
-        MPI_Barrier(MPI_COMM_WORLD);
-        t0 = MPI_Wtime();
-        loss = train_epoch(&m, o, tr, perm, idx, labels, n, &t);
-        MPI_Barrier(MPI_COMM_WORLD);
-        seconds += MPI_Wtime() - t0;
-        t.coding = 1e-6 * (double) pvar_read(PV_CODE_US) - c0;
-        done += n;
-        epoch_totals(loss, &t, &loss_sum);
-        acc = evaluate(&m, te, idx, labels, &test_loss);
-        if (0 == rank) {
-            printf("epoch %d loss=%.5f test_loss=%.5f test_acc=%.4f train_s=%.3f compute_s=%.3f "
-                   "allreduce_s=%.3f coding_s=%.3f steps=%d\n",
-                   epoch, loss_sum / ((double) n * o->batch), test_loss, acc, seconds, t.compute,
-                   t.allreduce, t.coding, n);
-            fflush(stdout);
-        }
-    }
-    uint64_t h = agreed_hash(&m, &agree);
+    acc = run_epochs(&r, steps, &epochs);
+    h = agreed_hash(&r.m, &agree);
     if (0 == rank) {
         printf("params_fnv=%016llx ranks_agree=%s steps=%d qtopo_calls=%lu\n",
-               (unsigned long long) h, agree ? "yes" : "NO", done, pvar_read(PV_HANDLED));
-        printf("final test_acc=%.4f epochs=%d seconds=%.3f\n", acc, epoch - 1, seconds);
+               (unsigned long long) h, agree ? "yes" : "NO", r.done, pvar_read(PV_HANDLED));
+        printf("final test_acc=%.4f epochs=%d seconds=%.3f\n", acc, epochs, r.seconds);
     }
-    qt_mlp_free(&m);
-    free(labels);
-    free(idx);
-    free(perm);
+    qt_mlp_free(&r.m);
+    free(r.labels);
+    free(r.idx);
+    free(r.perm);
     return agree ? 0 : 1;
 }
 
