@@ -66,12 +66,16 @@ add() {
     ARGS[$1]="${Q[*]} $2"
     ORDER+=("$1")
 }
-for r in 0 0.25 0.5 0.75 1; do add "ratio-$r" "--mca coll_qtopo_bits 8 --mca coll_qtopo_ratio $r"; done
+for r in 0 0.25 0.5 0.75 1; do
+    add "ratio-$r" "--mca coll_qtopo_bits 8 --mca coll_qtopo_ratio $r"
+done
 for b in 32 16 8 4 2 1; do add "bits-$b" "--mca coll_qtopo_bits $b"; done
 for b in 16 8 4 2 1; do
     add "ef-$b" "--mca coll_qtopo_bits $b --mca coll_qtopo_error_feedback 1"
 done
-for b in 8 4 2; do add "stoch-$b" "--mca coll_qtopo_bits $b --mca coll_qtopo_rounding stochastic"; done
+for b in 8 4 2; do
+    add "stoch-$b" "--mca coll_qtopo_bits $b --mca coll_qtopo_rounding stochastic"
+done
 
 group_of() {
     case $1 in
@@ -92,6 +96,7 @@ run_all() {
     local name failed=0 start
     "$CLUSTER" down >/dev/null
     trap '"$CLUSTER" down >/dev/null 2>&1 || true' EXIT
+    trap 'exit 130' INT TERM
     "$CLUSTER" up 4 2 "${RATE}mbit" >&2
     for name in "${ORDER[@]}"; do
         [[ ,$groups, == *,$(group_of "$name"),* ]] || continue
@@ -107,7 +112,7 @@ run_all() {
             "($(($(date +%s) - start)) s)" >&2
     done
     "$CLUSTER" down >/dev/null
-    trap - EXIT
+    trap - EXIT INT TERM
     return $((failed > 0))
 }
 

@@ -65,11 +65,13 @@ loss_falls() {
     local before after
     before=$(field "$1" "epoch 0" test_loss)
     after=$(field "$1" "epoch 1" test_loss)
-    [ -n "$before" ] && [ -n "$after" ] && awk -v a="$after" -v b="$before" 'BEGIN { exit !(a < 0.8 * b) }'
+    [ -n "$before" ] && [ -n "$after" ] &&
+        awk -v a="$after" -v b="$before" 'BEGIN { exit !(a < 0.8 * b) }'
 }
 
 agree() {
-    grep -q "ranks_agree=yes" "$log_dir/$1.log" && grep -q "^final test_acc=0\.[0-9]* epochs=1 " "$log_dir/$1.log"
+    grep -q "ranks_agree=yes" "$log_dir/$1.log" &&
+        grep -q "^final test_acc=0\.[0-9]* epochs=1 " "$log_dir/$1.log"
 }
 
 train ompi_epoch -- --epochs 1
