@@ -9,9 +9,10 @@
 # nvidia-* wheels; they run on the CPU) and builds horovod 0.28.1 from source against the
 # system Open MPI, with PyTorch and MPI only (no TensorFlow, MXNet, Gloo; CPU operations
 # over MPI).  Horovod >= 0.28.1 with torch >= 2.1 needs C++17 (horovod #3996, #4014), so
-# the versions are pinned.  If a CUDA toolkit exists in /usr/local/cuda, Horovod's CMake
-# would build its CUDA kernels; the build therefore runs in a private mount namespace with
-# an empty tmpfs over /usr/local/cuda (unshare -m; root needed then).
+# the versions are pinned.  If a CUDA toolkit is installed under /usr/local (cuda*, or an
+# nvcc in /usr/local/bin), Horovod's CMake turns on its CUDA kernels (and fails when the
+# toolkit is incomplete); the build therefore runs in a private mount namespace with an
+# empty tmpfs over /usr/local (unshare -m; root needed then).
 #
 # Exit status: 0 ready (or already cached), 1 the download or build failed, 2 something
 # needed is missing (the message says what and how to get it).
@@ -41,25 +42,29 @@ check_prerequisites() {
         command -v "$cmd" >/dev/null ||
             missing "'$cmd' not found (apt-get install g++ cmake make libopenmpi-dev openmpi-bin)"
     done
-    if [[ -d /usr/local/cuda ]]; then
+    if cuda_under_usr_local; then
         [[ $EUID -eq 0 ]] ||
-            missing "/usr/local/cuda exists: hiding it from the build needs root (unshare -m)"
+            missing "a CUDA toolkit is under /usr/local: hiding it from the build needs root"
         command -v unshare >/dev/null || missing "'unshare' not found (apt-get install util-linux)"
     fi
+}
+
+cuda_under_usr_local() {
+    compgen -G '/usr/local/cuda*' >/dev/null || [[ -e /usr/local/bin/nvcc ]]
 }
 
 already_ready() {
     [[ -f $STAMP ]] && "$VENV/bin/python" -c 'import torch, horovod.torch' 2>/dev/null
 }
 
-# pip install of horovod, with /usr/local/cuda hidden when it exists.
+# pip install of horovod, with /usr/local hidden when a CUDA toolkit is there.
 build_horovod() {
     local -a env=(HOROVOD_WITH_MPI=1 HOROVOD_WITH_PYTORCH=1 HOROVOD_WITHOUT_TENSORFLOW=1
         HOROVOD_WITHOUT_MXNET=1 HOROVOD_WITHOUT_GLOO=1 HOROVOD_CPU_OPERATIONS=MPI
         MAKEFLAGS=-j2)
     local pip="$VENV/bin/pip install --no-cache-dir --no-build-isolation horovod==$HOROVOD"
-    if [[ -d /usr/local/cuda ]]; then
-        unshare -m sh -c "mount -t tmpfs none /usr/local/cuda && env ${env[*]} $pip"
+    if cuda_under_usr_local; then
+        unshare -m sh -c "mount -t tmpfs none /usr/local && env ${env[*]} $pip"
     else
         env "${env[@]}" $pip
     fi
@@ -74,11 +79,16 @@ main() {
     fi
     mkdir -p "$(dirname "$VENV")"
     "$PY" -m venv "$VENV"
-    "$VENV/bin/pip" install -q --upgrade pip wheel setuptools packaging ||
+    # torch 2.0.1's cpp_extension (used by Horovod's build) imports pkg_resources, which
+    # setuptools dropped in 81
+    "$VENV/bin/pip" install -q --upgrade pip wheel "setuptools<70" packaging ||
         { echo "horovod setup: pip upgrade failed" >&2; exit 1; }
-    echo "horovod setup: installing torch $TORCH (about 2.5 GB of wheels)"
-    "$VENV/bin/pip" install --no-cache-dir -q "torch==$TORCH" ||
-        { echo "horovod setup: torch $TORCH download/install failed" >&2; exit 1; }
+    if ! "$VENV/bin/python" -c \
+        "import torch, sys; sys.exit(torch.__version__.split('+')[0] != '$TORCH')" 2>/dev/null; then
+        echo "horovod setup: installing torch $TORCH (about 2.5 GB of wheels)"
+        "$VENV/bin/pip" install --no-cache-dir -q "torch==$TORCH" ||
+            { echo "horovod setup: torch $TORCH download/install failed" >&2; exit 1; }
+    fi
     echo "horovod setup: building horovod $HOROVOD (about 10 minutes on 2 cores)"
     build_horovod || { echo "horovod setup: horovod build failed" >&2; exit 1; }
     if ! "$VENV/bin/horovodrun" --check-build | tee /dev/stderr | grep -q '\[X\] PyTorch'; then
