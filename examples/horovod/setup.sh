@@ -59,7 +59,10 @@ already_ready() {
 
 # pip install of horovod, with /usr/local hidden when a CUDA toolkit is there.
 build_horovod() {
-    local -a env=(HOROVOD_WITH_MPI=1 HOROVOD_WITH_PYTORCH=1 HOROVOD_WITHOUT_TENSORFLOW=1
+    # CUDA_HOME (set on CUDA machines) alone makes torch's cpp_extension, and so Horovod's
+    # FindPytorch, report a CUDA build: drop it and its relatives for this command
+    local -a env=(-u CUDA_HOME -u CUDA_PATH -u CUDA_ROOT -u CUDAToolkit_ROOT
+        HOROVOD_WITH_MPI=1 HOROVOD_WITH_PYTORCH=1 HOROVOD_WITHOUT_TENSORFLOW=1
         HOROVOD_WITHOUT_MXNET=1 HOROVOD_WITHOUT_GLOO=1 HOROVOD_CPU_OPERATIONS=MPI
         MAKEFLAGS=-j2)
     local pip="$VENV/bin/pip install --no-cache-dir --no-build-isolation horovod==$HOROVOD"
