@@ -54,7 +54,7 @@ cuda_under_usr_local() {
 }
 
 already_ready() {
-    [[ -f $STAMP ]] && "$VENV/bin/python" -c 'import torch, horovod.torch' 2>/dev/null
+    [[ -f $STAMP ]] && "$VENV/bin/python" -c 'import numpy, torch, horovod.torch' 2>/dev/null
 }
 
 # pip install of horovod, with /usr/local hidden when a CUDA toolkit is there.
@@ -89,7 +89,7 @@ main() {
     if ! "$VENV/bin/python" -c \
         "import torch, sys; sys.exit(torch.__version__.split('+')[0] != '$TORCH')" 2>/dev/null; then
         echo "horovod setup: installing torch $TORCH (about 2.5 GB of wheels)"
-        "$VENV/bin/pip" install --no-cache-dir -q "torch==$TORCH" ||
+        "$VENV/bin/pip" install --no-cache-dir -q "torch==$TORCH" "numpy<2" ||
             { echo "horovod setup: torch $TORCH download/install failed" >&2; exit 1; }
     fi
     echo "horovod setup: building horovod $HOROVOD (about 10 minutes on 2 cores)"

@@ -1,9 +1,9 @@
 #!/bin/bash
 # Smoke test of Horovod + PyTorch over qtopo (examples/horovod): 2 ranks, one epoch of
-# 2560 Fashion-MNIST images with hidden 256, Horovod's gradients reduced by qtopo at
-# 8 bits.  Passes when training ends with a sensible accuracy and qtopo's summary shows
-# that it handled quantized calls.  SKIP (77) without the cached venv
-# (examples/horovod/setup.sh, about 10 minutes and a 2.5 GB download) or the data set.
+# 2560 Fashion-MNIST images (10 steps) with hidden 256, Horovod's gradients reduced by
+# qtopo at 8 bits.  Passes when training ends with a test accuracy above 0.4 (chance:
+# 0.1) and qtopo's verbose summary shows quantized calls.  SKIP (77) without the cached
+# venv (examples/horovod/setup.sh: a 2.5 GB download and a C++ build) or the data set.
 set -u
 
 builddir=${QTOPO_BUILDDIR:-$(cd "$(dirname "$0")/../.." && pwd)}
@@ -34,7 +34,7 @@ status=$?
 acc=$(sed -n 's/^final test_acc=\([0-9.]*\) .*/\1/p' "$log")
 # qtopo's verbose summary: "summary for <comm>: N calls handled (Q quantized), ..."
 quantized=$(sed -n 's/.*calls handled (\([0-9]*\) quantized).*/\1/p' "$log" | sort -n | tail -n 1)
-if [ $status -eq 0 ] && [ -n "$acc" ] && awk -v a="$acc" 'BEGIN { exit !(a > 0.6) }' &&
+if [ $status -eq 0 ] && [ -n "$acc" ] && awk -v a="$acc" 'BEGIN { exit !(a > 0.4) }' &&
     [ "${quantized:-0}" -gt 0 ]; then
     echo "PASS: Horovod + PyTorch over qtopo 8-bit: test_acc=$acc, $quantized quantized calls"
     exit 0
