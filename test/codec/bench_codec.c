@@ -220,7 +220,7 @@ static void scaling_table(datasets_t *d)
 {
     printf("\n== scaling choice, block 256: rel_L2 * 2^(bits/elem), lower is better, "
            "nearest / stochastic\n");
-    printf("data   bits  absmax-sym (model)   min/max (codec)\n");
+    printf("data   bits  absmax-sym (model)   codec (min/max; nearest 1 bit: sign code)\n");
     for (int k = 0; k < 2; ++k) {
         for (int i = 1; i < 5; ++i) {
             double v[4];

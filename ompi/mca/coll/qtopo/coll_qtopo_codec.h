@@ -22,8 +22,16 @@
  *   header, b <= 8 (8 bytes): float scale s, float mid.  Element j of the block
  *       has code q_j in [0, L], L = 2^b - 1, packed LSB-first (element j at
  *       bit j*b of the code bytes), and decodes to  mid + s * (2*q_j - L).
- *       This is min/max scaling: mid is the centre and s*L the half range of
- *       the block ([mid - s*L, mid + s*L] covers [min, max]).
+ *       The encoder picks mid and s (the decoder just reads them):
+ *       - min/max scaling (every width and rounding, except below): mid is the
+ *         centre and s*L the half range of the block ([mid - s*L, mid + s*L]
+ *         covers [min, max]);
+ *       - b == 1, nearest, no error feedback (qtopo_codec_encode): a sign code,
+ *         mid = the block mean, s = mean |x - mid| capped so that mid +- s stays
+ *         in [min, max]; x decodes to mid + s or mid - s, the level on its
+ *         side of mid (mid - s when x - mid vanishes in the rounding).
+ *       Either way decoded values stay in the block's [min, max] (up to the
+ *       float rounding of mid).
  *   header, b == 16 (4 bytes): a flag word, 0 for a normal block.  Codes are
  *       the upper 16 bits of the fp32 value (bfloat16).
  *   raw flag: the first header word is 0x80000000 (scale "-0.0") and, for
@@ -34,9 +42,11 @@
  *       that decoding can always be exact about finiteness).
  *
  * Error bound (qtopo_codec_error_bound), per element, |decode(x) - x| for a
- * finite x in a non-raw block, with u = 2^-24:
- *   b <= 8, nearest:     <=     s * (1 + 8*L*u) + 2*u*|mid|
- *   b <= 8, stochastic:  <= 2 * s * (1 + 8*L*u) + 2*u*|mid|   (and unbiased)
+ * finite x in a non-raw block, with u = 2^-24 and e(x) = max(0, |x - mid| - s*L),
+ * how far x lies beyond the outer levels (0 under min/max scaling but for float
+ * rounding; the distance to the nearer level of the 1-bit sign code):
+ *   b <= 8, nearest:     <=     s * (1 + 8*L*u) + 2*u*|mid| + e(x)
+ *   b <= 8, stochastic:  <= 2 * s * (1 + 8*L*u) + 2*u*|mid| + e(x)   (unbiased)
  *   (the grid step is 2*s: nearest is half a step, stochastic under one step;
  *    the small terms cover the float rounding of the encode/decode formulas)
  *   b == 16, nearest:    <= ulp(v) / 2,  stochastic: <= ulp(v),  where v is
@@ -145,8 +155,8 @@ int qtopo_codec_encode_ef(const float *src, float *residual, size_t n,
 int qtopo_codec_block_info(const void *src, size_t size, size_t n, const qtopo_codec_params_t *p,
                            size_t blk, qtopo_codec_block_info_t *info_p);
 /* The documented bound on |decode(x) - x| for one element of a block (see the
- * top of this file); value (the original or decoded element) matters for
- * b == 16 only. */
+ * top of this file); value is the original element x (for b == 16 the decoded
+ * one does as well). */
 double qtopo_codec_error_bound(const qtopo_codec_params_t *p, const qtopo_codec_block_info_t *info,
                                float value);
 
