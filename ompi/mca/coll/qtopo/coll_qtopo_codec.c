@@ -877,7 +877,9 @@ static double eb_bound(int w, int block, float scale, float mid)
     qtopo_codec_params_t p = {w, block, QTOPO_ROUND_NEAREST};
     qtopo_codec_block_info_t info = {0, scale, mid, 0};
     if (16 != w) {
-        return qtopo_codec_error_bound(&p, &info, 0.0f);
+        /* a value on the grid (mid): min/max headers clip nothing, so the bound is the
+         * same for every value of the block */
+        return qtopo_codec_error_bound(&p, &info, mid);
     }
     return scale * (1.0 + 8.0 * 65535.0 * 0x1p-24) + 2.0 * 0x1p-24 * fabs((double) mid);
 }
@@ -955,7 +957,7 @@ static void eb_choose(const float *x, size_t len, int block, double tol, eb_choi
 static void eb_write_block(const float *x, size_t len, const eb_choice_t *c, uint8_t *out)
 {
     qtopo_codec_params_t wp = {c->tag, QTOPO_CODEC_DEFAULT_BLOCK, QTOPO_ROUND_NEAREST};
-    encoder_t e = {kernels(), &wp, 0, 0, NULL, NULL};
+    encoder_t e = {kernels(), &wp, 0, 0, NULL, NULL, 0};
     qtopo_qblock_t q;
     out[0] = (uint8_t) c->tag;
     if (QTOPO_CODEC_EB_RAW == c->tag) {
