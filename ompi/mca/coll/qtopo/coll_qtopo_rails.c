@@ -588,6 +588,7 @@ void mca_coll_qtopo_rails_setup(mca_coll_qtopo_module_t *m, struct ompi_communic
         return;
     }
     report(rails, comm);
+    QTOPO_VERBOSE(1, "rank %d: rail addresses of up to %zu bytes", rails->rank, rails->slot);
     m->rails = rails;
 }
 
@@ -595,6 +596,7 @@ ucp_ep_h mca_coll_qtopo_rails_ep(mca_coll_qtopo_rails_t *rails, int r, int peer)
 {
     ucp_ep_h *ep = &rails->eps[r * rails->size + peer];
     ucp_ep_params_t params;
+    ucs_status_t st;
 
     if (NULL != *ep) {
         return *ep;
@@ -603,7 +605,10 @@ ucp_ep_h mca_coll_qtopo_rails_ep(mca_coll_qtopo_rails_t *rails, int r, int peer)
     params.field_mask = UCP_EP_PARAM_FIELD_REMOTE_ADDRESS;
     params.address = (const ucp_address_t *) (rails->addrs
                                               + ((size_t) peer * rails->n + r) * rails->slot);
-    if (UCS_OK != ucp_ep_create(rails->worker[r], &params, ep)) {
+    st = ucp_ep_create(rails->worker[r], &params, ep);
+    if (UCS_OK != st) {
+        opal_output(0, "coll:qtopo: rank %d: no endpoint to rank %d on rail %d (%s): %s",
+                    rails->rank, peer, r, rails->name[r], ucs_status_string(st));
         *ep = NULL;
     }
     return *ep;

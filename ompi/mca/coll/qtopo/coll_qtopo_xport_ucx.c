@@ -89,6 +89,16 @@ static ucx_req_t *new_req(qtopo_req_t *req, void *buf, bool recv)
     return u;
 }
 
+/* Completion of a received piece: its size. */
+static void recv_done(void *request, ucs_status_t status, const ucp_tag_recv_info_t *info,
+                      void *user_data)
+{
+    (void) request;
+    if (UCS_OK == status) {
+        *(size_t *) user_data = info->length;
+    }
+}
+
 /* Posts piece r of a message of u (send or receive). */
 static int post_piece(mca_coll_qtopo_rails_t *rails, ucx_req_t *u, int r, int peer, ucp_tag_t tag)
 {
@@ -97,6 +107,12 @@ static int post_piece(mca_coll_qtopo_rails_t *rails, ucx_req_t *u, int r, int pe
 
     memset(&param, 0, sizeof(param));
     if (u->recv) {
+        /* always a request, and the size of the message from the callback */
+        param.op_attr_mask = UCP_OP_ATTR_FIELD_CALLBACK | UCP_OP_ATTR_FIELD_USER_DATA
+                             | UCP_OP_ATTR_FLAG_NO_IMM_CMPL;
+        param.cb.recv = recv_done;
+        param.user_data = &u->got[r];
+        u->got[r] = 0;
         p = ucp_tag_recv_nbx(rails->worker[r], u->buf + u->off[r], u->len[r], tag,
                              (ucp_tag_t) -1, &param);
     } else {
@@ -107,12 +123,14 @@ static int post_piece(mca_coll_qtopo_rails_t *rails, ucx_req_t *u, int r, int pe
         }
         p = ucp_tag_send_nbx(ep, u->buf + u->off[r], u->len[r], tag, &param);
         rails->bytes_sent[r] += u->len[r];
+        u->got[r] = u->len[r];
     }
     if (UCS_PTR_IS_ERR(p)) {
+        opal_output(0, "coll:qtopo: rank %d: posting on rail %d (%s) failed: %s", rails->rank, r,
+                    rails->name[r], ucs_status_string(UCS_PTR_STATUS(p)));
         return QTOPO_XPORT_ERR;
     }
     u->piece[r] = p; /* NULL: a send completed at once */
-    u->got[r] = u->len[r];
     return QTOPO_XPORT_OK;
 }
 
@@ -178,22 +196,24 @@ static bool step(mca_coll_qtopo_rails_t *rails, ucx_req_t *u)
         return u->failed || NULL == u->pml.handle;
     }
     for (r = 0; r < u->nrails; ++r) {
-        ucp_tag_recv_info_t info;
         ucs_status_t st;
 
         if (NULL == u->piece[r]) {
             continue;
         }
-        st = u->recv ? ucp_tag_recv_request_test(u->piece[r], &info)
-                     : ucp_request_check_status(u->piece[r]);
+        st = ucp_request_check_status(u->piece[r]);
         if (UCS_INPROGRESS == st) {
             done = false;
             continue;
         }
-        u->failed |= UCS_OK != st;
+        if (UCS_OK != st) {
+            opal_output(0, "coll:qtopo: rank %d: %s on rail %d (%s) failed: %s", rails->rank,
+                        u->recv ? "a receive" : "a send", r, rails->name[r],
+                        ucs_status_string(st));
+            u->failed = true;
+        }
         if (u->recv && UCS_OK == st) {
-            u->got[r] = info.length;
-            rails->bytes_recv[r] += info.length;
+            rails->bytes_recv[r] += u->got[r];
         }
         ucp_request_free(u->piece[r]);
         u->piece[r] = NULL;
