@@ -7,7 +7,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 QTOPO_PACKAGES="libopenmpi-dev openmpi-bin autoconf automake libtool pkg-config \
-libhwloc-dev make gcc clang libclang-rt-14-dev iproute2 util-linux iperf3 valgrind"
+libhwloc-dev make gcc clang libclang-rt-14-dev iproute2 util-linux iperf3 valgrind \
+libucx-dev ucx-utils"
 
 install_packages() {
     local missing=() p

@@ -6,8 +6,9 @@
  * Devices: coll_qtopo_rails names them (rail0,rail1 or mlx5_0:1,mlx5_1:1); auto takes
  * every network interface that is up (not lo) when the host has no InfiniBand ports,
  * else every active InfiniBand port. A name the host does not have is reported once
- * and left out. Each context gets NET_DEVICES = its device and otherwise the user's
- * UCX settings (UCX_TLS ...), so TCP, RoCE and InfiniBand devices all work.
+ * and left out. Each context gets NET_DEVICES = its device, TLS = every transport but
+ * shared memory and self unless UCX_TLS is set, and otherwise the user's UCX settings,
+ * so TCP, RoCE and InfiniBand devices all work.
  *
  * Weights: coll_qtopo_rail_weights, or auto = the link speed the OS reports
  * (/sys/class/net/DEV/speed in Mbit/s, /sys/class/infiniband/DEV/ports/P/rate), equal
@@ -247,6 +248,11 @@ static int open_rail(mca_coll_qtopo_rails_t *rails, int r)
         return -1;
     }
     st = ucp_config_modify(config, "NET_DEVICES", rails->name[r]);
+    /* a rail is for other nodes: no shared memory, which UCX would also pick between
+     * containers or namespaces on one host (the test bed), bypassing the device */
+    if (UCS_OK == st && NULL == getenv("UCX_TLS")) {
+        st = ucp_config_modify(config, "TLS", "^sm,self");
+    }
     memset(&params, 0, sizeof(params));
     params.field_mask = UCP_PARAM_FIELD_FEATURES | UCP_PARAM_FIELD_MT_WORKERS_SHARED;
     params.features = UCP_FEATURE_TAG;
