@@ -17,7 +17,7 @@ if ! qt_check_env; then
     exit 77
 fi
 BUILD=${QTOPO_BUILDDIR:-$TOP}
-if ! ldd "$BUILD/.libs/mca_coll_qtopo.so" 2>/dev/null | grep -q libucp; then
+if [[ $(ldd "$BUILD/.libs/mca_coll_qtopo.so" 2>/dev/null) != *libucp* ]]; then
     echo "SKIP: qtopo was built without UCX (apt-get install libucx-dev, then configure)"
     exit 77
 fi
