@@ -283,7 +283,11 @@ static void close_endpoints(mca_coll_qtopo_rails_t *rails, int r)
     ucp_request_param_t param;
     int p;
 
+    /* force: the peers close theirs too (the communicator is freed on every rank), and
+     * a flush towards a peer that has already destroyed its worker would only time out */
     memset(&param, 0, sizeof(param));
+    param.op_attr_mask = UCP_OP_ATTR_FIELD_FLAGS;
+    param.flags = UCP_EP_CLOSE_FLAG_FORCE;
     for (p = 0; NULL != rails->eps && p < rails->size; ++p) {
         ucp_ep_h ep = rails->eps[r * rails->size + p];
         ucs_status_ptr_t req;
