@@ -45,6 +45,7 @@ enum {
 #define QTOPO_TAG_OFF (MCA_COLL_BASE_TAG_HCOLL_END + 1)   /* "qtopo is off here" notice */
 #define QTOPO_TAG_AGREE (MCA_COLL_BASE_TAG_HCOLL_END + 2) /* the per-call agreement */
 #define QTOPO_TAG_DATA (MCA_COLL_BASE_TAG_HCOLL_END + 3)  /* the algorithms' messages */
+#define QTOPO_TAG_RAILS (MCA_COLL_BASE_TAG_HCOLL_END + 4) /* the rail setup's exchanges */
 
 /* The parameters that decide what goes on the wire, read once per call (under the
  * MPI_T lock, so an MPI_T write from another thread cannot tear them) and compared

@@ -29,6 +29,8 @@
 #include "coll_qtopo.h"
 #include "coll_qtopo_rails.h"
 
+#include "ompi/mca/pml/pml.h"
+
 /* The vector of the first exchange: every value v goes in as v and ~v and the vector
  * is MAX-reduced, so every rank learns the largest and the smallest value of all. */
 enum {
@@ -41,8 +43,7 @@ enum {
     HDR_WORDS = HDR_W + 2 * QTOPO_RAILS_MAX
 };
 
-/* The address exchange goes in pieces of this many bytes, so a rank that has no memory
- * for the addresses still takes part with a buffer of its own. */
+/* The exchanges go in pieces of this many bytes (a buffer on the stack each). */
 #define QTOPO_RAIL_EXCHANGE_CHUNK 16384
 
 /* Longest worker address qtopo exchanges (TCP: ~100 bytes, InfiniBand: a few hundred). */
@@ -387,11 +388,70 @@ static bool open_rails(mca_coll_qtopo_rails_t *rails, size_t *addr_len)
 
 /* ---- the agreement on the rails ---------------------------------------------------------- */
 
-static int prev_allreduce_max(mca_coll_qtopo_module_t *m, struct ompi_communicator_t *comm,
-                              void *buf, int count, struct ompi_datatype_t *type)
+/* One round of the dissemination MAX-allreduce: send v to the rank dist ahead, receive
+ * from the rank dist behind into in. */
+static int max_round(struct ompi_communicator_t *comm, void *v, void *in, size_t bytes, int dist)
 {
-    return m->prev_allreduce(MPI_IN_PLACE, buf, count, type, MPI_MAX, comm,
-                             m->prev_allreduce_module);
+    int size = ompi_comm_size(comm), rank = ompi_comm_rank(comm), rc;
+    ompi_request_t *sreq = MPI_REQUEST_NULL, *rreq = MPI_REQUEST_NULL;
+    ompi_status_public_t st;
+
+    rc = MCA_PML_CALL(irecv(in, bytes, MPI_BYTE, (rank - dist + size) % size, QTOPO_TAG_RAILS,
+                            comm, &rreq));
+    if (OMPI_SUCCESS == rc) {
+        rc = MCA_PML_CALL(isend(v, bytes, MPI_BYTE, (rank + dist) % size, QTOPO_TAG_RAILS,
+                                MCA_PML_BASE_SEND_STANDARD, comm, &sreq));
+    }
+    if (OMPI_SUCCESS == rc) {
+        rc = mca_coll_qtopo_wait_watched(comm, &rreq, &st, false);
+    }
+    if (OMPI_SUCCESS == rc) {
+        rc = mca_coll_qtopo_wait_watched(comm, &sreq, &st, false);
+    }
+    if (OMPI_SUCCESS != rc) {
+        /* only after an "off" notice: the buffers are the caller's stack, so wait */
+        if (MPI_REQUEST_NULL != rreq) {
+            (void) ompi_request_cancel(rreq);
+            (void) ompi_request_wait(&rreq, MPI_STATUS_IGNORE);
+        }
+        if (MPI_REQUEST_NULL != sreq) {
+            (void) ompi_request_wait(&sreq, MPI_STATUS_IGNORE);
+        }
+    }
+    return rc;
+}
+
+/*
+ * Elementwise MAX of `bytes` at v over every rank (elements of esize = 1 or 8 bytes), in
+ * pieces of QTOPO_RAIL_EXCHANGE_CHUNK: a dissemination allreduce over the PML with
+ * qtopo's own tag, as the agreement's (MAX is idempotent: any rank count). Not through
+ * the previous component: its allreduce tag is the one the agreement watches for.
+ */
+static int rails_max(struct ompi_communicator_t *comm, void *v, size_t bytes, size_t esize)
+{
+    uint64_t in[QTOPO_RAIL_EXCHANGE_CHUNK / sizeof(uint64_t)];
+    int size = ompi_comm_size(comm), dist, rc = OMPI_SUCCESS;
+    size_t off, i;
+
+    for (off = 0; OMPI_SUCCESS == rc && off < bytes; off += QTOPO_RAIL_EXCHANGE_CHUNK) {
+        size_t n = bytes - off < QTOPO_RAIL_EXCHANGE_CHUNK ? bytes - off
+                                                           : QTOPO_RAIL_EXCHANGE_CHUNK;
+        uint8_t *c = (uint8_t *) v + off;
+
+        for (dist = 1; OMPI_SUCCESS == rc && dist < size; dist *= 2) {
+            rc = max_round(comm, c, in, n, dist);
+            for (i = 0; OMPI_SUCCESS == rc && i < n / esize; ++i) {
+                if (8 == esize) {
+                    uint64_t *w = (uint64_t *) c;
+
+                    w[i] = in[i] > w[i] ? in[i] : w[i];
+                } else {
+                    c[i] = ((uint8_t *) in)[i] > c[i] ? ((uint8_t *) in)[i] : c[i];
+                }
+            }
+        }
+    }
+    return rc;
 }
 
 static void put_pair(uint64_t *h, int i, uint64_t v)
@@ -458,8 +518,6 @@ static int exchange_addresses(mca_coll_qtopo_module_t *m, struct ompi_communicat
                               mca_coll_qtopo_rails_t *rails)
 {
     size_t per_rank = (size_t) rails->n * rails->slot, total = per_rank * (size_t) rails->size;
-    uint8_t spare[QTOPO_RAIL_EXCHANGE_CHUNK];
-    size_t off;
     int r, rc = OMPI_SUCCESS;
 
     for (r = 0; NULL != rails->addrs && r < rails->n; ++r) {
@@ -472,13 +530,18 @@ static int exchange_addresses(mca_coll_qtopo_module_t *m, struct ompi_communicat
             ucp_worker_release_address(rails->worker[r], a);
         }
     }
-    for (off = 0; OMPI_SUCCESS == rc && off < total; off += QTOPO_RAIL_EXCHANGE_CHUNK) {
-        size_t n = total - off < QTOPO_RAIL_EXCHANGE_CHUNK ? total - off
-                                                           : QTOPO_RAIL_EXCHANGE_CHUNK;
+    if (NULL != rails->addrs) {
+        rc = rails_max(comm, rails->addrs, total, 1);
+    } else {
+        /* no memory: take part with zeros, a chunk at a time */
+        uint8_t spare[QTOPO_RAIL_EXCHANGE_CHUNK];
+        size_t off;
 
-        memset(spare, 0, sizeof(spare));
-        rc = prev_allreduce_max(m, comm, NULL != rails->addrs ? rails->addrs + off : spare,
-                                (int) n, MPI_UNSIGNED_CHAR);
+        for (off = 0; OMPI_SUCCESS == rc && off < total; off += sizeof(spare)) {
+            memset(spare, 0, sizeof(spare));
+            rc = rails_max(comm, spare, total - off < sizeof(spare) ? total - off : sizeof(spare),
+                           1);
+        }
     }
     return OMPI_SUCCESS == rc && NULL != rails->addrs ? 0 : -1;
 }
@@ -528,7 +591,7 @@ static bool all_ok(mca_coll_qtopo_module_t *m, struct ompi_communicator_t *comm,
 {
     uint64_t failed = !ok;
 
-    return OMPI_SUCCESS == prev_allreduce_max(m, comm, &failed, 1, MPI_UINT64_T) && 0 == failed;
+    return OMPI_SUCCESS == rails_max(comm, &failed, sizeof(failed), 8) && 0 == failed;
 }
 
 static void say_no(mca_coll_qtopo_module_t *m, struct ompi_communicator_t *comm, const char *no)
@@ -555,7 +618,7 @@ static const char *agree_rails(mca_coll_qtopo_module_t *m, struct ompi_communica
     ready = can && QTOPO_TRANSPORT_PML != mca_coll_qtopo_component.transport
             && open_rails(rails, &addr_len);
     fill_header(rails, ready, addr_len, h);
-    if (OMPI_SUCCESS != prev_allreduce_max(m, comm, h, HDR_WORDS, MPI_UINT64_T)) {
+    if (OMPI_SUCCESS != rails_max(comm, h, sizeof(h), 8)) {
         return "the exchange failed";
     }
     return decide(rails, h);
@@ -598,7 +661,6 @@ void mca_coll_qtopo_rails_setup(mca_coll_qtopo_module_t *m, struct ompi_communic
         return;
     }
     report(rails, comm);
-    QTOPO_VERBOSE(1, "rank %d: rail addresses of up to %zu bytes", rails->rank, rails->slot);
     m->rails = rails;
 }
 

@@ -4,10 +4,12 @@
  *
  * Setup (coll_qtopo_rails.c) happens once per communicator, at the first call that
  * every rank runs with qtopo (right after the agreement said RUN, so every rank gets
- * there): each rank opens its rails, then one small allreduce through the previous
- * component (MAX over a block per rank) shows every rank every rank's rail count,
- * readiness, policy and weights, and a second one its worker addresses. The decision
- * is a pure function of those blocks, so it is the same on every rank: rails only when
+ * there): each rank opens its rails, then one small MAX-allreduce over the PML with
+ * qtopo's own tag (not the previous component's allreduce: its tag is the one the
+ * agreement watches for) shows every rank the smallest and largest rail count,
+ * readiness, policy and weight per rail, a second one the worker addresses and a third
+ * that every rank stored them. The decision is a pure function of the reduced
+ * values, so it is the same on every rank: rails only when
  * every rank has the same number of usable rails (>= 2 for coll_qtopo_transport auto,
  * >= 1 for ucx) and the same policy; the weights used are the smallest each rank
  * offers per rail. Otherwise every rank stays on the PML.
