@@ -45,6 +45,7 @@ enum {
 #define QTOPO_TAG_OFF (QTOPO_TAG_FAR_END + 1)   /* "qtopo is off here" notice */
 #define QTOPO_TAG_AGREE (QTOPO_TAG_FAR_END + 2) /* the per-call agreement */
 #define QTOPO_TAG_DATA (QTOPO_TAG_FAR_END + 3)  /* the algorithms' messages */
+#define QTOPO_TAG_RAILS (QTOPO_TAG_FAR_END + 4) /* the rail setup's exchanges */
 
 /* The parameters that decide what goes on the wire, read once per call (under the
  * MPI_T lock, so an MPI_T write from another thread cannot tear them) and compared
@@ -92,6 +93,17 @@ typedef struct mca_coll_qtopo_counters_t {
     unsigned long usec_code;       /* ... of which encoding and decoding */
 } mca_coll_qtopo_counters_t;
 
+/* Values of coll_qtopo_transport and coll_qtopo_rail_policy. */
+enum {
+    QTOPO_TRANSPORT_AUTO = 0, /* rails when UCX and >= 2 usable rails, else the PML */
+    QTOPO_TRANSPORT_PML = 1,
+    QTOPO_TRANSPORT_UCX = 2,
+};
+enum {
+    QTOPO_RAIL_STRIPE = 0,  /* every message cut over all rails by weight */
+    QTOPO_RAIL_ALIGNED = 1, /* local rank l sends on rail l mod R */
+};
+
 typedef struct mca_coll_qtopo_component_t {
     mca_coll_base_component_t super;
 
@@ -115,12 +127,20 @@ typedef struct mca_coll_qtopo_component_t {
     int node_size;
     int verbose;
     char *fault;        /* fault injection for tests, "what:rank:call" */
+    /* rails (coll_qtopo_rails.c; read once per communicator, at its first call) */
+    int transport;
+    char *rails;
+    char *rail_weights;
+    int rail_policy;
 
     int output; /* opal_output stream, verbosity = coll_qtopo_verbose */
     mca_coll_qtopo_counters_t counters;
 } mca_coll_qtopo_component_t;
 
 OMPI_DECLSPEC extern mca_coll_qtopo_component_t mca_coll_qtopo_component;
+
+/* qtopo's own rails of a communicator (coll_qtopo_rails.h; only with UCX) */
+typedef struct mca_coll_qtopo_rails mca_coll_qtopo_rails_t;
 
 typedef struct mca_coll_qtopo_module_t {
     mca_coll_base_module_t super;
@@ -162,6 +182,11 @@ typedef struct mca_coll_qtopo_module_t {
     void *scratch;
     size_t scratch_size;
     bool scratch_pinned; /* a failed call detached sends that may read it: never freed */
+
+    /* rails: set up at the first call qtopo runs (same verdict on every rank); NULL
+     * when the communicator's inter-node traffic goes through the PML */
+    bool rails_decided;
+    mca_coll_qtopo_rails_t *rails;
 
     mca_coll_qtopo_counters_t counters; /* this communicator's share */
     int comm_size, comm_rank;
@@ -216,6 +241,9 @@ mca_coll_qtopo_verdict_t mca_coll_qtopo_agree(mca_coll_qtopo_module_t *m,
  * allreduce, the request still pending in both cases. */
 int mca_coll_qtopo_wait_watched(struct ompi_communicator_t *comm, ompi_request_t **req,
                                 ompi_status_public_t *status, bool foreign);
+/* An "off" notice from some rank is waiting (it is received): for waits that poll
+ * other requests than the PML's. */
+bool mca_coll_qtopo_off_noticed(struct ompi_communicator_t *comm);
 /* After a failure inside a call on this rank: tells every rank that qtopo is off. */
 void mca_coll_qtopo_notify_off(mca_coll_qtopo_module_t *m, struct ompi_communicator_t *comm);
 
@@ -244,6 +272,32 @@ typedef struct mca_coll_qtopo_pml_ctx_t {
 void mca_coll_qtopo_xport_pml_init(qtopo_xport_t *x, mca_coll_qtopo_pml_ctx_t *ctx,
                                    struct ompi_communicator_t *comm, const int *ranks,
                                    int rank, int size);
+
+#if QTOPO_HAVE_UCX
+/* coll_qtopo_rails.c: called by every rank at the first call qtopo runs on comm (after
+ * the node map is built); sets m->rails when every rank can use the same rails. */
+void mca_coll_qtopo_rails_setup(mca_coll_qtopo_module_t *m, struct ompi_communicator_t *comm);
+/* Closes the endpoints, destroys the workers and contexts; prints bytes per rail with
+ * coll_qtopo_verbose >= 1. */
+void mca_coll_qtopo_rails_destroy(mca_coll_qtopo_rails_t *rails, const char *comm_name);
+
+/* coll_qtopo_xport_ucx.c: a transport over the rails for a group of communicator
+ * ranks (ranks maps group index to communicator rank; NULL: the whole communicator);
+ * peers on this rank's node go through the PML */
+typedef struct mca_coll_qtopo_ucx_ctx_t {
+    mca_coll_qtopo_rails_t *rails;
+    struct ompi_communicator_t *comm;
+    const int *ranks;
+    bool fail_waits; /* fault injection: every wait fails */
+    qtopo_xport_t pml_x; /* peers on this node; its handles are ompi_request_t pointers */
+    mca_coll_qtopo_pml_ctx_t pml_ctx;
+} mca_coll_qtopo_ucx_ctx_t;
+
+void mca_coll_qtopo_xport_ucx_init(qtopo_xport_t *x, mca_coll_qtopo_ucx_ctx_t *ctx,
+                                   mca_coll_qtopo_rails_t *rails,
+                                   struct ompi_communicator_t *comm, const int *ranks, int rank,
+                                   int size);
+#endif
 
 /* coll_qtopo_allreduce.c */
 int mca_coll_qtopo_allreduce(const void *sbuf, void *rbuf, qtopo_coll_count_t count,

@@ -116,6 +116,11 @@ int mca_coll_qtopo_wait_watched(struct ompi_communicator_t *comm, ompi_request_t
     }
 }
 
+bool mca_coll_qtopo_off_noticed(struct ompi_communicator_t *comm)
+{
+    return message_waiting(comm, QTOPO_TAG_OFF, true);
+}
+
 void mca_coll_qtopo_notify_off(mca_coll_qtopo_module_t *m, struct ompi_communicator_t *comm)
 {
     uint64_t word = 1;

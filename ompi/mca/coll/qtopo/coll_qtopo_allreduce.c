@@ -369,17 +369,57 @@ static int xport_rc(int rc)
     return QTOPO_XPORT_OK == rc ? OMPI_SUCCESS : OMPI_ERROR;
 }
 
+/* The first call every rank runs on the communicator (the same one everywhere): its
+ * rails are set up and agreed (coll_qtopo_rails.c), or the PML it is. */
+static void decide_rails(mca_coll_qtopo_module_t *m, struct ompi_communicator_t *comm)
+{
+#if QTOPO_HAVE_UCX
+    mca_coll_qtopo_rails_setup(m, comm);
+#else
+    m->rails_decided = true;
+    if (QTOPO_TRANSPORT_UCX == mca_coll_qtopo_component.transport && 0 == m->comm_rank
+        && 1 < m->nodes.nnodes) {
+        mca_coll_qtopo_show_help_here("rails-no-ucx");
+    }
+#endif
+}
+
+/* What a transport of either kind needs. */
+typedef struct xport_ctx {
+    mca_coll_qtopo_pml_ctx_t pml;
+#if QTOPO_HAVE_UCX
+    mca_coll_qtopo_ucx_ctx_t ucx;
+#endif
+} xport_ctx_t;
+
+/* The transport across nodes to the ranks `ranks` (NULL: all) of comm: the rails where
+ * the communicator has them (agreed), else the PML. */
+static void network_xport(const mca_coll_qtopo_module_t *m, bool fail_waits, qtopo_xport_t *x,
+                          xport_ctx_t *ctx, struct ompi_communicator_t *comm, const int *ranks,
+                          int rank, int size)
+{
+#if QTOPO_HAVE_UCX
+    if (NULL != m->rails) {
+        mca_coll_qtopo_xport_ucx_init(x, &ctx->ucx, m->rails, comm, ranks, rank, size);
+        ctx->ucx.fail_waits = fail_waits;
+        return;
+    }
+#endif
+    mca_coll_qtopo_xport_pml_init(x, &ctx->pml, comm, ranks, rank, size);
+    ctx->pml.fail_waits = fail_waits;
+}
+
 /* Flat: the exact ring, or scatter-reduce-allgather when quantized, over all ranks. */
-static int run_flat(bool fail_waits, struct ompi_communicator_t *comm, const float *src,
-                    float *rbuf, size_t count, const qtopo_call_t *call, qtopo_sra_args_t *a,
+static int run_flat(const mca_coll_qtopo_module_t *m, bool fail_waits,
+                    struct ompi_communicator_t *comm, const float *src, float *rbuf,
+                    size_t count, const qtopo_call_t *call, qtopo_sra_args_t *a,
                     qtopo_sra_stats_t *stats)
 {
     int size = ompi_comm_size(comm), rank = ompi_comm_rank(comm), rc;
-    mca_coll_qtopo_pml_ctx_t ctx;
+    xport_ctx_t ctx;
     qtopo_xport_t x;
 
-    mca_coll_qtopo_xport_pml_init(&x, &ctx, comm, NULL, rank, size);
-    ctx.fail_waits = fail_waits;
+    network_xport(m, fail_waits, &x, &ctx, comm, NULL, rank, size);
     if (32 == call->bits) {
         rc = qtopo_ring_allreduce(&x, src, rbuf, count, call->segment, call->scratch);
         stats->bytes_sent = qtopo_ring_bytes_sent(count, size, rank, QTOPO_RING_BOTH);
@@ -396,7 +436,8 @@ static int run_hier(const mca_coll_qtopo_module_t *m, bool fail_waits,
                     qtopo_sra_stats_t *stats)
 {
     const qtopo_nodes_t *t = &m->nodes;
-    mca_coll_qtopo_pml_ctx_t node_ctx, rail_ctx;
+    mca_coll_qtopo_pml_ctx_t node_ctx;
+    xport_ctx_t rail_ctx;
     qtopo_xport_t node_x, rail_x;
     qtopo_hier_args_t a;
 
@@ -405,9 +446,9 @@ static int run_hier(const mca_coll_qtopo_module_t *m, bool fail_waits,
     a.sra = *sra;
     mca_coll_qtopo_xport_pml_init(&node_x, &node_ctx, comm, t->node_ranks, t->local_rank,
                                   t->local_size);
-    mca_coll_qtopo_xport_pml_init(&rail_x, &rail_ctx, comm, t->rail_ranks, t->rail_index,
-                                  t->rail_size);
-    node_ctx.fail_waits = rail_ctx.fail_waits = fail_waits;
+    node_ctx.fail_waits = fail_waits;
+    network_xport(m, fail_waits, &rail_x, &rail_ctx, comm, t->rail_ranks, t->rail_index,
+                  t->rail_size);
     return xport_rc(qtopo_hier_allreduce(&node_x, &rail_x, src, rbuf, count, &a, call->scratch,
                                          stats));
 }
@@ -467,7 +508,7 @@ static int run_call(mca_coll_qtopo_module_t *m, const mca_coll_qtopo_settings_t 
     if (call->hier) {
         rc = run_hier(m, fail, comm, src, rbuf, count, call, &a, &stats);
     } else {
-        rc = run_flat(fail, comm, src, rbuf, count, call, &a, &stats);
+        rc = run_flat(m, fail, comm, src, rbuf, count, call, &a, &stats);
     }
     fp_mode_leave(fp_mode);
     if (OMPI_SUCCESS != rc) {
@@ -515,6 +556,9 @@ int mca_coll_qtopo_allreduce(const void *sbuf, void *rbuf, qtopo_coll_count_t co
     if (QTOPO_RUN != agree_call(m, comm, &s, (size_t) count, &call)) {
         m->busy = false;
         return hand_on(m, sbuf, rbuf, count, dtype, op, comm);
+    }
+    if (!m->rails_decided) {
+        decide_rails(m, comm);
     }
     drop_stale_residuals(m);
     rc = run_call(m, &s, src, (float *) rbuf, (size_t) count, comm, &call);

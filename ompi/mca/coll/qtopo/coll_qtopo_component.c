@@ -164,6 +164,49 @@ static void register_quantization_params(mca_coll_qtopo_component_t *c)
                  MCA_BASE_VAR_TYPE_SIZE_T, NULL, OPAL_INFO_LVL_5, false, &c->ef_max_bytes);
 }
 
+static const mca_base_var_enum_value_t qtopo_transports[] = {
+    {QTOPO_TRANSPORT_AUTO, "auto"},
+    {QTOPO_TRANSPORT_PML, "pml"},
+    {QTOPO_TRANSPORT_UCX, "ucx"},
+    {0, NULL},
+};
+
+static const mca_base_var_enum_value_t qtopo_rail_policies[] = {
+    {QTOPO_RAIL_STRIPE, "stripe"},
+    {QTOPO_RAIL_ALIGNED, "aligned"},
+    {0, NULL},
+};
+
+/* Read once per communicator, at its first call qtopo runs, and agreed then
+ * (coll_qtopo_rails.c): not settable through MPI_T. */
+static void register_rail_params(mca_coll_qtopo_component_t *c)
+{
+    c->transport = QTOPO_TRANSPORT_AUTO;
+    register_var("transport",
+                 "How qtopo reaches ranks on other nodes: auto (its own UCX rails when qtopo "
+                 "was built with UCX and every rank has >= 2 usable rails, else the PML), pml, "
+                 "or ucx (rails even with one rail; a message when they cannot be used)",
+                 MCA_BASE_VAR_TYPE_INT, qtopo_transports, OPAL_INFO_LVL_4, false, &c->transport);
+    c->rails = "auto";
+    register_var("rails",
+                 "Network devices qtopo uses as rails, one UCX context each: auto (active "
+                 "InfiniBand ports, else every network interface that is up except lo) or a "
+                 "comma list such as rail0,rail1 or mlx5_0:1,mlx5_1:1 (same order on all ranks)",
+                 MCA_BASE_VAR_TYPE_STRING, NULL, OPAL_INFO_LVL_4, false, &c->rails);
+    c->rail_weights = "auto";
+    register_var("rail_weights",
+                 "Share of each rail in a striped message: auto (the link speeds the OS "
+                 "reports, equal where unknown) or a list like 4,1 (one per rail; 0 leaves a "
+                 "rail out); each rail's weight is the smallest any rank gives it",
+                 MCA_BASE_VAR_TYPE_STRING, NULL, OPAL_INFO_LVL_4, false, &c->rail_weights);
+    c->rail_policy = QTOPO_RAIL_STRIPE;
+    register_var("rail_policy",
+                 "stripe (every message to another node cut over all rails by weight) or "
+                 "aligned (local rank l sends on rail l mod R)",
+                 MCA_BASE_VAR_TYPE_INT, qtopo_rail_policies, OPAL_INFO_LVL_4, false,
+                 &c->rail_policy);
+}
+
 static void register_counters(mca_coll_qtopo_counters_t *k)
 {
     register_counter("calls_handled", "MPI_Allreduce calls run by qtopo's own algorithms",
@@ -232,6 +275,7 @@ static int qtopo_register(void)
                  "hierarchy on one host); 0 (default) uses the real node layout",
                  MCA_BASE_VAR_TYPE_INT, NULL, OPAL_INFO_LVL_9, false, &c->node_size);
     register_quantization_params(c);
+    register_rail_params(c);
     c->fault = NULL;
     register_var("fault",
                  "For tests only: make one rank fail at one call, \"WHAT:RANK:CALL\" with WHAT "

@@ -41,6 +41,8 @@ static void qtopo_module_construct(mca_coll_qtopo_module_t *m)
     m->scratch = NULL;
     m->scratch_size = 0;
     memset(&m->counters, 0, sizeof(m->counters));
+    m->rails_decided = false;
+    m->rails = NULL;
 }
 
 /* coll_qtopo_verbose >= 1: what qtopo did on a communicator, printed when it is freed.
@@ -66,6 +68,10 @@ static void print_summary(const mca_coll_qtopo_module_t *m)
 static void qtopo_module_destruct(mca_coll_qtopo_module_t *m)
 {
     print_summary(m);
+#if QTOPO_HAVE_UCX
+    /* before the buffers: a failed call's detached sends are dropped with the workers */
+    mca_coll_qtopo_rails_destroy(m->rails, m->comm_name);
+#endif
     /* a failed call may have left sends detached that still read these (pinned) */
     if (!m->scratch_pinned) {
         free(m->scratch);

@@ -1,0 +1,698 @@
+/*
+ * qtopo's rails over UCX: per communicator, one UCP context + worker per network
+ * device, the agreement on which rails and weights every rank uses, endpoints made on
+ * first use, teardown. The protocol is at the top of coll_qtopo_rails.h.
+ *
+ * Devices: coll_qtopo_rails names them (rail0,rail1 or mlx5_0:1,mlx5_1:1); auto takes
+ * every network interface that is up (not lo) when the host has no InfiniBand ports,
+ * else every active InfiniBand port. A name the host does not have is reported once
+ * and left out. Each context gets NET_DEVICES = its device, TLS = every transport but
+ * shared memory and self unless UCX_TLS is set, and otherwise the user's UCX settings,
+ * so TCP, RoCE and InfiniBand devices all work.
+ *
+ * Weights: coll_qtopo_rail_weights, or auto = the link speed the OS reports
+ * (/sys/class/net/DEV/speed in Mbit/s, /sys/class/infiniband/DEV/ports/P/rate), equal
+ * where unknown. Each rail's agreed weight is the smallest any rank offers.
+ */
+
+#include "ompi_config.h"
+
+/* Open MPI's own source tree builds qtopo without rails (no UCX check there). */
+#if QTOPO_HAVE_UCX
+
+#include <dirent.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "coll_qtopo.h"
+#include "coll_qtopo_rails.h"
+
+#include "ompi/mca/pml/pml.h"
+
+/* The vector of the first exchange: every value v goes in as v and ~v and the vector
+ * is MAX-reduced, so every rank learns the largest and the smallest value of all. */
+enum {
+    HDR_READY,     /* rails opened, weights valid, coll_qtopo_transport not pml (and ~) */
+    HDR_NRAILS = HDR_READY + 2,
+    HDR_NEED = HDR_NRAILS + 2,    /* rails this rank asks for at least: 2 (auto), 1 (ucx) */
+    HDR_POLICY = HDR_NEED + 2,
+    HDR_ADDR_LEN = HDR_POLICY + 2, /* longest worker address */
+    HDR_W = HDR_ADDR_LEN + 2,      /* weight per rail */
+    HDR_WORDS = HDR_W + 2 * QTOPO_RAILS_MAX
+};
+
+/* The exchanges go in pieces of this many bytes (a buffer on the stack each). */
+#define QTOPO_RAIL_EXCHANGE_CHUNK 16384
+
+/* Longest worker address qtopo exchanges (TCP: ~100 bytes, InfiniBand: a few hundred). */
+#define QTOPO_RAIL_ADDR_MAX 4096
+
+/* Time a rail's endpoints get to flush at teardown before they are closed by force. */
+#define QTOPO_RAIL_CLOSE_SECONDS 2.0
+
+static double now_seconds(void)
+{
+    struct timespec ts;
+
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double) ts.tv_sec + 1e-9 * (double) ts.tv_nsec;
+}
+
+/* ---- devices ------------------------------------------------------------------------------ */
+
+static bool read_line(const char *path, char *buf, size_t len)
+{
+    FILE *f = fopen(path, "r");
+    bool ok = NULL != f && NULL != fgets(buf, (int) len, f);
+
+    if (NULL != f) {
+        fclose(f);
+    }
+    return ok;
+}
+
+/* "mlx5_0:1" is an InfiniBand port, anything else a network interface. */
+static bool device_exists(const char *name)
+{
+    char path[256], dev[QTOPO_RAIL_NAME_MAX];
+    const char *colon = strchr(name, ':');
+    FILE *f;
+
+    if (NULL != colon) {
+        snprintf(dev, sizeof(dev), "%.*s", (int) (colon - name), name);
+        snprintf(path, sizeof(path), "/sys/class/infiniband/%s/ports/%s/state", dev, colon + 1);
+    } else {
+        snprintf(path, sizeof(path), "/sys/class/net/%s/operstate", name);
+    }
+    f = fopen(path, "r");
+    if (NULL != f) {
+        fclose(f);
+    }
+    return NULL != f;
+}
+
+/* Link speed in Mbit/s, 0 when unknown. */
+static unsigned device_speed(const char *name)
+{
+    char path[256], line[128], dev[QTOPO_RAIL_NAME_MAX];
+    const char *colon = strchr(name, ':');
+    long v;
+
+    if (NULL != colon) {
+        snprintf(dev, sizeof(dev), "%.*s", (int) (colon - name), name);
+        snprintf(path, sizeof(path), "/sys/class/infiniband/%s/ports/%s/rate", dev, colon + 1);
+        /* "100 Gb/sec (4X EDR)" */
+        return read_line(path, line, sizeof(line)) && 0 < (v = atol(line)) ? (unsigned) v * 1000
+                                                                           : 0;
+    }
+    snprintf(path, sizeof(path), "/sys/class/net/%s/speed", name);
+    return read_line(path, line, sizeof(line)) && 0 < (v = atol(line)) ? (unsigned) v : 0;
+}
+
+static int compare_names(const void *a, const void *b)
+{
+    return strcmp((const char *) a, (const char *) b);
+}
+
+/* Network interfaces that are up, except lo, sorted by name. */
+static int auto_net_devices(char names[][QTOPO_RAIL_NAME_MAX], int max)
+{
+    DIR *d = opendir("/sys/class/net");
+    struct dirent *e;
+    int n = 0;
+
+    while (NULL != d && NULL != (e = readdir(d)) && n < max) {
+        char path[300], state[32];
+
+        if ('.' == e->d_name[0] || 0 == strcmp("lo", e->d_name)
+            || QTOPO_RAIL_NAME_MAX <= strlen(e->d_name)) {
+            continue;
+        }
+        snprintf(path, sizeof(path), "/sys/class/net/%s/operstate", e->d_name);
+        if (read_line(path, state, sizeof(state)) && 0 == strncmp("up", state, 2)) {
+            snprintf(names[n++], QTOPO_RAIL_NAME_MAX, "%s", e->d_name);
+        }
+    }
+    if (NULL != d) {
+        closedir(d);
+    }
+    qsort(names, (size_t) n, QTOPO_RAIL_NAME_MAX, compare_names);
+    return n;
+}
+
+/* Active InfiniBand ports ("dev:port"), sorted. */
+static int auto_ib_devices(char names[][QTOPO_RAIL_NAME_MAX], int max)
+{
+    DIR *d = opendir("/sys/class/infiniband");
+    struct dirent *e;
+    int n = 0, port;
+
+    while (NULL != d && NULL != (e = readdir(d)) && n < max) {
+        for (port = 1; '.' != e->d_name[0] && port <= 2 && n < max; ++port) {
+            char path[300], state[64];
+
+            snprintf(path, sizeof(path), "/sys/class/infiniband/%s/ports/%d/state", e->d_name,
+                     port);
+            if (read_line(path, state, sizeof(state)) && NULL != strstr(state, "ACTIVE")
+                && QTOPO_RAIL_NAME_MAX > strlen(e->d_name) + 3) {
+                snprintf(names[n++], QTOPO_RAIL_NAME_MAX, "%s:%d", e->d_name, port);
+            }
+        }
+    }
+    if (NULL != d) {
+        closedir(d);
+    }
+    qsort(names, (size_t) n, QTOPO_RAIL_NAME_MAX, compare_names);
+    return n;
+}
+
+/* The devices named by coll_qtopo_rails that this host has (others reported once). */
+static int listed_devices(const char *list, char names[][QTOPO_RAIL_NAME_MAX], int max)
+{
+    char *copy = strdup(list), *tok, *save = NULL;
+    int n = 0;
+
+    for (tok = NULL != copy ? strtok_r(copy, ",", &save) : NULL; NULL != tok && n < max;
+         tok = strtok_r(NULL, ",", &save)) {
+        if (QTOPO_RAIL_NAME_MAX > strlen(tok) && device_exists(tok)) {
+            snprintf(names[n++], QTOPO_RAIL_NAME_MAX, "%s", tok);
+        } else {
+            mca_coll_qtopo_show_help("rail-unknown", tok);
+        }
+    }
+    free(copy);
+    return n;
+}
+
+static int find_devices(char names[][QTOPO_RAIL_NAME_MAX])
+{
+    const char *list = mca_coll_qtopo_component.rails;
+    int n;
+
+    if (NULL != list && 0 != strcmp("auto", list) && '\0' != list[0]) {
+        return listed_devices(list, names, QTOPO_RAILS_MAX);
+    }
+    n = auto_ib_devices(names, QTOPO_RAILS_MAX);
+    return 0 < n ? n : auto_net_devices(names, QTOPO_RAILS_MAX);
+}
+
+static bool all_known(const unsigned *w, int n)
+{
+    int r;
+
+    for (r = 0; r < n; ++r) {
+        if (0 == w[r]) {
+            return false;
+        }
+    }
+    return true;
+}
+
+/* Weights of the n rails: the parameter, or link speeds (equal where unknown). */
+static bool find_weights(mca_coll_qtopo_rails_t *rails)
+{
+    const char *text = mca_coll_qtopo_component.rail_weights;
+    unsigned w[QTOPO_RAILS_MAX];
+    int r;
+
+    if (NULL != text && 0 != strcmp("auto", text) && '\0' != text[0]) {
+        if (rails->n != qtopo_rail_parse_weights(text, w, QTOPO_RAILS_MAX)) {
+            mca_coll_qtopo_show_help("rail-weights", text, rails->n);
+            return false;
+        }
+        memcpy(rails->weights, w, sizeof(w[0]) * (size_t) rails->n);
+        return true;
+    }
+    for (r = 0; r < rails->n; ++r) {
+        w[r] = device_speed(rails->name[r]);
+    }
+    for (r = 0; r < rails->n; ++r) {
+        /* one unknown speed: all equal */
+        rails->weights[r] = all_known(w, rails->n) ? w[r] : 1;
+    }
+    return true;
+}
+
+/* ---- contexts and workers ---------------------------------------------------------------- */
+
+static int open_rail(mca_coll_qtopo_rails_t *rails, int r)
+{
+    ucp_params_t params;
+    ucp_worker_params_t wparams;
+    ucp_config_t *config = NULL;
+    ucs_status_t st;
+
+    st = ucp_config_read(NULL, NULL, &config);
+    if (UCS_OK != st) {
+        return -1;
+    }
+    st = ucp_config_modify(config, "NET_DEVICES", rails->name[r]);
+    /* a rail is for other nodes: no shared memory, which UCX would also pick between
+     * containers or namespaces on one host (the test bed), bypassing the device */
+    if (UCS_OK == st && NULL == getenv("UCX_TLS")) {
+        st = ucp_config_modify(config, "TLS", "^sm,self");
+    }
+    memset(&params, 0, sizeof(params));
+    params.field_mask = UCP_PARAM_FIELD_FEATURES | UCP_PARAM_FIELD_MT_WORKERS_SHARED;
+    params.features = UCP_FEATURE_TAG;
+    params.mt_workers_shared = 0;
+    if (UCS_OK == st) {
+        st = ucp_init(&params, config, &rails->ctx[r]);
+    }
+    ucp_config_release(config);
+    if (UCS_OK != st) {
+        rails->ctx[r] = NULL;
+        return -1;
+    }
+    memset(&wparams, 0, sizeof(wparams));
+    /* one thread at a time: MPI runs one collective per communicator at once */
+    wparams.field_mask = UCP_WORKER_PARAM_FIELD_THREAD_MODE;
+    wparams.thread_mode = UCS_THREAD_MODE_SERIALIZED;
+    if (UCS_OK != ucp_worker_create(rails->ctx[r], &wparams, &rails->worker[r])) {
+        ucp_cleanup(rails->ctx[r]);
+        rails->ctx[r] = NULL;
+        rails->worker[r] = NULL;
+        return -1;
+    }
+    return 0;
+}
+
+static void close_endpoints(mca_coll_qtopo_rails_t *rails, int r)
+{
+    ucp_request_param_t param;
+    int p;
+
+    /* force: the peers close theirs too (the communicator is freed on every rank), and
+     * a flush towards a peer that has already destroyed its worker would only time out */
+    memset(&param, 0, sizeof(param));
+    param.op_attr_mask = UCP_OP_ATTR_FIELD_FLAGS;
+    param.flags = UCP_EP_CLOSE_FLAG_FORCE;
+    for (p = 0; NULL != rails->eps && p < rails->size; ++p) {
+        ucp_ep_h ep = rails->eps[r * rails->size + p];
+        ucs_status_ptr_t req;
+        double t0 = now_seconds();
+
+        if (NULL == ep) {
+            continue;
+        }
+        req = ucp_ep_close_nbx(ep, &param);
+        while (UCS_PTR_IS_PTR(req) && UCS_INPROGRESS == ucp_request_check_status(req)
+               && now_seconds() - t0 < QTOPO_RAIL_CLOSE_SECONDS) {
+            (void) ucp_worker_progress(rails->worker[r]);
+        }
+        if (UCS_PTR_IS_PTR(req)) {
+            if (UCS_INPROGRESS == ucp_request_check_status(req)) {
+                /* the peer is gone: the worker's destruction ends it */
+                ucp_request_cancel(rails->worker[r], req);
+            }
+            ucp_request_free(req);
+        }
+        rails->eps[r * rails->size + p] = NULL;
+    }
+}
+
+static void close_rails(mca_coll_qtopo_rails_t *rails)
+{
+    int r;
+
+    for (r = rails->n - 1; r >= 0; --r) {
+        close_endpoints(rails, r);
+        if (NULL != rails->worker[r]) {
+            ucp_worker_destroy(rails->worker[r]);
+        }
+        if (NULL != rails->ctx[r]) {
+            ucp_cleanup(rails->ctx[r]);
+        }
+        rails->worker[r] = NULL;
+        rails->ctx[r] = NULL;
+    }
+}
+
+static void free_rails(mca_coll_qtopo_rails_t *rails)
+{
+    close_rails(rails);
+    free(rails->eps);
+    free(rails->addrs);
+    free(rails->node);
+    free(rails->local);
+    free(rails->send_seq);
+    free(rails->recv_seq);
+    free(rails);
+}
+
+void mca_coll_qtopo_rails_destroy(mca_coll_qtopo_rails_t *rails, const char *comm_name)
+{
+    int r;
+
+    if (NULL == rails) {
+        return;
+    }
+    for (r = 0; r < rails->n; ++r) {
+        QTOPO_VERBOSE(1, "rank %d of %s: rail %d (%s, weight %u): %lu bytes sent, %lu received",
+                      rails->rank, comm_name, r, rails->name[r], rails->weights[r],
+                      rails->bytes_sent[r], rails->bytes_recv[r]);
+    }
+    free_rails(rails);
+}
+
+/* Opens this rank's rails; longest address in *addr_len. False when none is usable. */
+static bool open_rails(mca_coll_qtopo_rails_t *rails, size_t *addr_len)
+{
+    char names[QTOPO_RAILS_MAX][QTOPO_RAIL_NAME_MAX];
+    int n = find_devices(names), i;
+
+    *addr_len = 0;
+    rails->n = 0;
+    for (i = 0; i < n; ++i) {
+        ucp_address_t *a;
+        size_t len;
+
+        memcpy(rails->name[rails->n], names[i], QTOPO_RAIL_NAME_MAX);
+        if (0 != open_rail(rails, rails->n)) {
+            mca_coll_qtopo_show_help("rail-unknown", names[i]);
+            continue;
+        }
+        if (UCS_OK != ucp_worker_get_address(rails->worker[rails->n], &a, &len)) {
+            rails->n++;
+            close_rails(rails);
+            return false;
+        }
+        ucp_worker_release_address(rails->worker[rails->n], a);
+        *addr_len = len > *addr_len ? len : *addr_len;
+        rails->n++;
+    }
+    return 0 < rails->n && QTOPO_RAIL_ADDR_MAX >= *addr_len && find_weights(rails);
+}
+
+/* ---- the agreement on the rails ---------------------------------------------------------- */
+
+/* One round of the dissemination MAX-allreduce: send v to the rank dist ahead, receive
+ * from the rank dist behind into in. */
+static int max_round(struct ompi_communicator_t *comm, void *v, void *in, size_t bytes, int dist)
+{
+    int size = ompi_comm_size(comm), rank = ompi_comm_rank(comm), rc;
+    ompi_request_t *sreq = MPI_REQUEST_NULL, *rreq = MPI_REQUEST_NULL;
+    ompi_status_public_t st;
+
+    rc = MCA_PML_CALL(irecv(in, bytes, MPI_BYTE, (rank - dist + size) % size, QTOPO_TAG_RAILS,
+                            comm, &rreq));
+    if (OMPI_SUCCESS == rc) {
+        rc = MCA_PML_CALL(isend(v, bytes, MPI_BYTE, (rank + dist) % size, QTOPO_TAG_RAILS,
+                                MCA_PML_BASE_SEND_STANDARD, comm, &sreq));
+    }
+    if (OMPI_SUCCESS == rc) {
+        rc = mca_coll_qtopo_wait_watched(comm, &rreq, &st, false);
+    }
+    if (OMPI_SUCCESS == rc) {
+        rc = mca_coll_qtopo_wait_watched(comm, &sreq, &st, false);
+    }
+    if (OMPI_SUCCESS != rc) {
+        /* only after an "off" notice: the buffers are the caller's stack, so wait */
+        if (MPI_REQUEST_NULL != rreq) {
+            (void) ompi_request_cancel(rreq);
+            (void) ompi_request_wait(&rreq, MPI_STATUS_IGNORE);
+        }
+        if (MPI_REQUEST_NULL != sreq) {
+            (void) ompi_request_wait(&sreq, MPI_STATUS_IGNORE);
+        }
+    }
+    return rc;
+}
+
+/*
+ * Elementwise MAX of `bytes` at v over every rank (elements of esize = 1 or 8 bytes), in
+ * pieces of QTOPO_RAIL_EXCHANGE_CHUNK: a dissemination allreduce over the PML with
+ * qtopo's own tag, as the agreement's (MAX is idempotent: any rank count). Not through
+ * the previous component: its allreduce tag is the one the agreement watches for.
+ */
+static int rails_max(struct ompi_communicator_t *comm, void *v, size_t bytes, size_t esize)
+{
+    uint64_t in[QTOPO_RAIL_EXCHANGE_CHUNK / sizeof(uint64_t)];
+    int size = ompi_comm_size(comm), dist, rc = OMPI_SUCCESS;
+    size_t off, i;
+
+    for (off = 0; OMPI_SUCCESS == rc && off < bytes; off += QTOPO_RAIL_EXCHANGE_CHUNK) {
+        size_t n = bytes - off < QTOPO_RAIL_EXCHANGE_CHUNK ? bytes - off
+                                                           : QTOPO_RAIL_EXCHANGE_CHUNK;
+        uint8_t *c = (uint8_t *) v + off;
+
+        for (dist = 1; OMPI_SUCCESS == rc && dist < size; dist *= 2) {
+            rc = max_round(comm, c, in, n, dist);
+            for (i = 0; OMPI_SUCCESS == rc && i < n / esize; ++i) {
+                if (8 == esize) {
+                    uint64_t *w = (uint64_t *) c;
+
+                    w[i] = in[i] > w[i] ? in[i] : w[i];
+                } else {
+                    c[i] = ((uint8_t *) in)[i] > c[i] ? ((uint8_t *) in)[i] : c[i];
+                }
+            }
+        }
+    }
+    return rc;
+}
+
+static void put_pair(uint64_t *h, int i, uint64_t v)
+{
+    h[i] = v;
+    h[i + 1] = ~v;
+}
+
+static uint64_t largest(const uint64_t *h, int i)
+{
+    return h[i];
+}
+
+static uint64_t smallest(const uint64_t *h, int i)
+{
+    return ~h[i + 1];
+}
+
+static void fill_header(const mca_coll_qtopo_rails_t *rails, bool ready, size_t addr_len,
+                        uint64_t *h)
+{
+    int r;
+
+    put_pair(h, HDR_READY, ready);
+    put_pair(h, HDR_NRAILS, ready ? (uint64_t) rails->n : 0);
+    put_pair(h, HDR_NEED, QTOPO_TRANSPORT_UCX == mca_coll_qtopo_component.transport ? 1 : 2);
+    put_pair(h, HDR_POLICY, (uint64_t) mca_coll_qtopo_component.rail_policy);
+    put_pair(h, HDR_ADDR_LEN, addr_len);
+    for (r = 0; r < QTOPO_RAILS_MAX; ++r) {
+        put_pair(h, HDR_W + 2 * r, ready && r < rails->n ? rails->weights[r] : 0);
+    }
+}
+
+/* The verdict from the reduced vector, the same on every rank; NULL = rails, else the
+ * reason why not. */
+static const char *decide(mca_coll_qtopo_rails_t *rails, const uint64_t *h)
+{
+    unsigned long long wsum = 0;
+    int r;
+
+    if (1 != smallest(h, HDR_READY)) {
+        return "a rank has no usable rail (or coll_qtopo_transport pml)";
+    }
+    if (largest(h, HDR_NRAILS) != smallest(h, HDR_NRAILS)
+        || largest(h, HDR_POLICY) != smallest(h, HDR_POLICY)) {
+        return "ranks differ in rail count or coll_qtopo_rail_policy";
+    }
+    if (smallest(h, HDR_NRAILS) < largest(h, HDR_NEED)) {
+        return "fewer usable rails than coll_qtopo_transport needs (auto: 2)";
+    }
+    rails->n = (int) smallest(h, HDR_NRAILS);
+    rails->policy = (int) smallest(h, HDR_POLICY);
+    rails->slot = (size_t) largest(h, HDR_ADDR_LEN);
+    for (r = 0; r < rails->n; ++r) {
+        rails->weights[r] = (unsigned) smallest(h, HDR_W + 2 * r);
+        wsum += rails->weights[r];
+    }
+    return 0 == wsum ? "every rail has weight 0" : NULL;
+}
+
+/* Every rank's worker addresses, [rank][rail][slot], MAX-reduced in chunks; addrs NULL:
+ * this rank takes part with zeros. */
+static int exchange_addresses(mca_coll_qtopo_module_t *m, struct ompi_communicator_t *comm,
+                              mca_coll_qtopo_rails_t *rails)
+{
+    size_t per_rank = (size_t) rails->n * rails->slot, total = per_rank * (size_t) rails->size;
+    int r, rc = OMPI_SUCCESS;
+
+    for (r = 0; NULL != rails->addrs && r < rails->n; ++r) {
+        ucp_address_t *a;
+        size_t len;
+
+        if (UCS_OK == ucp_worker_get_address(rails->worker[r], &a, &len)) {
+            memcpy(rails->addrs + (size_t) rails->rank * per_rank + r * rails->slot, a,
+                   len <= rails->slot ? len : 0);
+            ucp_worker_release_address(rails->worker[r], a);
+        }
+    }
+    if (NULL != rails->addrs) {
+        rc = rails_max(comm, rails->addrs, total, 1);
+    } else {
+        /* no memory: take part with zeros, a chunk at a time */
+        uint8_t spare[QTOPO_RAIL_EXCHANGE_CHUNK];
+        size_t off;
+
+        for (off = 0; OMPI_SUCCESS == rc && off < total; off += sizeof(spare)) {
+            memset(spare, 0, sizeof(spare));
+            rc = rails_max(comm, spare, total - off < sizeof(spare) ? total - off : sizeof(spare),
+                           1);
+        }
+    }
+    return OMPI_SUCCESS == rc && NULL != rails->addrs ? 0 : -1;
+}
+
+/* Node label and local rank of every rank, from the agreed labels. */
+static int fill_nodes(mca_coll_qtopo_rails_t *rails, const int *labels)
+{
+    int i, j;
+
+    rails->node = malloc(sizeof(int) * (size_t) rails->size);
+    rails->local = malloc(sizeof(int) * (size_t) rails->size);
+    rails->send_seq = calloc((size_t) rails->size, sizeof(uint32_t));
+    rails->recv_seq = calloc((size_t) rails->size, sizeof(uint32_t));
+    rails->eps = calloc((size_t) rails->size * QTOPO_RAILS_MAX, sizeof(ucp_ep_h));
+    if (NULL == rails->node || NULL == rails->local || NULL == rails->send_seq
+        || NULL == rails->recv_seq || NULL == rails->eps) {
+        return -1;
+    }
+    for (i = 0; i < rails->size; ++i) {
+        rails->node[i] = labels[i];
+        rails->local[i] = 0;
+        for (j = 0; j < i; ++j) {
+            rails->local[i] += labels[j] == labels[i];
+        }
+    }
+    return 0;
+}
+
+static void report(const mca_coll_qtopo_rails_t *rails, struct ompi_communicator_t *comm)
+{
+    char text[512] = "";
+    size_t len = 0;
+    int r;
+
+    for (r = 0; r < rails->n && len < sizeof(text); ++r) {
+        len += (size_t) snprintf(text + len, sizeof(text) - len, "%s%s (weight %u)",
+                                 0 < r ? ", " : "", rails->name[r], rails->weights[r]);
+    }
+    if (0 == rails->rank) {
+        QTOPO_VERBOSE(1, "%s: %d rails, policy %s: %s", comm->c_name, rails->n,
+                      QTOPO_RAIL_ALIGNED == rails->policy ? "aligned" : "stripe", text);
+    }
+}
+
+/* Every rank learns whether every rank has set its rails up (one more allreduce). */
+static bool all_ok(mca_coll_qtopo_module_t *m, struct ompi_communicator_t *comm, bool ok)
+{
+    uint64_t failed = !ok;
+
+    return OMPI_SUCCESS == rails_max(comm, &failed, sizeof(failed), 8) && 0 == failed;
+}
+
+static void say_no(mca_coll_qtopo_module_t *m, struct ompi_communicator_t *comm, const char *no)
+{
+    if (0 != m->comm_rank) {
+        return;
+    }
+    if (QTOPO_TRANSPORT_UCX == mca_coll_qtopo_component.transport) {
+        mca_coll_qtopo_show_help_here("rails-unused", comm->c_name, no);
+    } else {
+        QTOPO_VERBOSE(1, "%s: inter-node traffic through the PML: %s", comm->c_name, no);
+    }
+}
+
+/* Opens this rank's rails and agrees with every rank whether and which to use; NULL
+ * reason = use them. */
+static const char *agree_rails(mca_coll_qtopo_module_t *m, struct ompi_communicator_t *comm,
+                               mca_coll_qtopo_rails_t *rails, bool can)
+{
+    uint64_t h[HDR_WORDS];
+    size_t addr_len = 0;
+    bool ready;
+
+    ready = can && QTOPO_TRANSPORT_PML != mca_coll_qtopo_component.transport
+            && open_rails(rails, &addr_len);
+    fill_header(rails, ready, addr_len, h);
+    if (OMPI_SUCCESS != rails_max(comm, h, sizeof(h), 8)) {
+        return "the exchange failed";
+    }
+    return decide(rails, h);
+}
+
+void mca_coll_qtopo_rails_setup(mca_coll_qtopo_module_t *m, struct ompi_communicator_t *comm)
+{
+    mca_coll_qtopo_rails_t spare, *rails;
+    const char *no;
+    bool ok;
+
+    m->rails_decided = true;
+    /* the node count is agreed: every rank skips alike */
+    if (2 > m->nodes.nnodes || m->comm_size > (1 << 20)) {
+        return;
+    }
+    rails = calloc(1, sizeof(*rails));
+    if (NULL == rails) {
+        /* no memory: take part in the exchange, not ready */
+        memset(&spare, 0, sizeof(spare));
+        spare.size = m->comm_size;
+        (void) agree_rails(m, comm, &spare, false);
+        say_no(m, comm, "out of memory");
+        return;
+    }
+    rails->size = m->comm_size;
+    rails->rank = m->comm_rank;
+    rails->comm_id = (uint64_t) comm->c_contextid;
+    no = agree_rails(m, comm, rails, true);
+    if (NULL == no) {
+        rails->addrs = calloc((size_t) rails->size, (size_t) rails->n * rails->slot);
+        ok = 0 == exchange_addresses(m, comm, rails) && 0 == fill_nodes(rails, m->labels);
+        if (!all_ok(m, comm, ok)) {
+            no = "out of memory or the address exchange failed";
+        }
+    }
+    if (NULL != no) {
+        say_no(m, comm, no);
+        free_rails(rails);
+        return;
+    }
+    report(rails, comm);
+    m->rails = rails;
+}
+
+ucp_ep_h mca_coll_qtopo_rails_ep(mca_coll_qtopo_rails_t *rails, int r, int peer)
+{
+    ucp_ep_h *ep = &rails->eps[r * rails->size + peer];
+    ucp_ep_params_t params;
+    ucs_status_t st;
+
+    if (NULL != *ep) {
+        return *ep;
+    }
+    memset(&params, 0, sizeof(params));
+    params.field_mask = UCP_EP_PARAM_FIELD_REMOTE_ADDRESS;
+    params.address = (const ucp_address_t *) (rails->addrs
+                                              + ((size_t) peer * rails->n + r) * rails->slot);
+    st = ucp_ep_create(rails->worker[r], &params, ep);
+    if (UCS_OK != st) {
+        opal_output(0, "coll:qtopo: rank %d: no endpoint to rank %d on rail %d (%s): %s",
+                    rails->rank, peer, r, rails->name[r], ucs_status_string(st));
+        *ep = NULL;
+    }
+    return *ep;
+}
+
+void mca_coll_qtopo_rails_progress(mca_coll_qtopo_rails_t *rails)
+{
+    int r;
+
+    for (r = 0; r < rails->n; ++r) {
+        (void) ucp_worker_progress(rails->worker[r]);
+    }
+}
+
+#endif /* QTOPO_HAVE_UCX */

@@ -1,0 +1,57 @@
+/*
+ * qtopo's own rails (built only with UCX): one UCP context and worker per network
+ * device, so each rail carries exactly the bytes qtopo gives it.
+ *
+ * Setup (coll_qtopo_rails.c) happens once per communicator, at the first call that
+ * every rank runs with qtopo (right after the agreement said RUN, so every rank gets
+ * there): each rank opens its rails, then one small MAX-allreduce over the PML with
+ * qtopo's own tag (not the previous component's allreduce: its tag is the one the
+ * agreement watches for) shows every rank the smallest and largest rail count,
+ * readiness, policy and weight per rail, a second one the worker addresses and a third
+ * that every rank stored them. The decision is a pure function of the reduced
+ * values, so it is the same on every rank: rails only when
+ * every rank has the same number of usable rails (>= 2 for coll_qtopo_transport auto,
+ * >= 1 for ucx) and the same policy; the weights used are the smallest each rank
+ * offers per rail. Otherwise every rank stays on the PML.
+ *
+ * The transport (coll_qtopo_xport_ucx.c) sends peers on the same node through the PML
+ * (shared memory) and cuts every message to another node over the rails
+ * (coll_qtopo_railsplit.h).
+ */
+
+#ifndef COLL_QTOPO_RAILS_H
+#define COLL_QTOPO_RAILS_H
+
+#include "coll_qtopo.h"
+#include "coll_qtopo_railsplit.h"
+
+#include <ucp/api/ucp.h>
+
+#define QTOPO_RAIL_NAME_MAX 64
+
+struct mca_coll_qtopo_rails {
+    int n;                                      /* rails */
+    unsigned weights[QTOPO_RAILS_MAX];          /* agreed */
+    int policy;                                 /* QTOPO_RAIL_STRIPE / _ALIGNED */
+    int size, rank;                             /* the communicator */
+    uint64_t comm_id;
+    int *node;                                  /* node label of every rank */
+    int *local;                                 /* local rank of every rank */
+    uint32_t *send_seq, *recv_seq;              /* messages so far, per peer */
+    char name[QTOPO_RAILS_MAX][QTOPO_RAIL_NAME_MAX];
+    ucp_context_h ctx[QTOPO_RAILS_MAX];
+    ucp_worker_h worker[QTOPO_RAILS_MAX];
+    ucp_ep_h *eps;                              /* [rail * size + peer], made on first use */
+    uint8_t *addrs;                             /* worker addresses [peer][rail][slot] */
+    size_t slot;
+    unsigned long bytes_sent[QTOPO_RAILS_MAX], bytes_recv[QTOPO_RAILS_MAX];
+};
+
+/* The endpoint of rail r to communicator rank peer, created on first use; NULL on
+ * failure. */
+ucp_ep_h mca_coll_qtopo_rails_ep(mca_coll_qtopo_rails_t *rails, int r, int peer);
+
+/* Progresses every rail's worker once. */
+void mca_coll_qtopo_rails_progress(mca_coll_qtopo_rails_t *rails);
+
+#endif /* COLL_QTOPO_RAILS_H */

@@ -1,0 +1,41 @@
+/*
+ * How a message is cut over the rails: pure functions of the message size and the
+ * agreed rail weights, so a sender and a receiver compute the same cut without
+ * talking. No Open MPI or UCX types: unit-tested in test/unit/test_railsplit.c.
+ *
+ * The receiver often knows only a capacity, not the size (the quantized algorithms
+ * post a slot that fits the largest message). The cut is therefore monotone: for
+ * n <= cap, every piece of n is at most the same piece of cap. The receiver posts
+ * piece r of cap at its offset in the buffer; the sender's piece r of n fits there;
+ * after completion the receiver knows each piece's length and moves the pieces down
+ * so that the message is contiguous (qtopo_rail_compact).
+ */
+
+#ifndef COLL_QTOPO_RAILSPLIT_H
+#define COLL_QTOPO_RAILSPLIT_H
+
+#include <stddef.h>
+
+#define QTOPO_RAILS_MAX 8
+
+/*
+ * sizes[0..R) of a message of n bytes over R rails with weights w (not all zero):
+ * rail r takes floor(rest * w[r] / (weights of rails r..R-1)) of what the rails before
+ * it left, the last rail with a weight takes the rest; a rail of weight 0 takes 0.
+ * Each step maps rest to rest - floor(rest * a), a <= 1, which never decreases when
+ * rest grows: every piece is monotone in n.
+ */
+void qtopo_rail_split(size_t n, const unsigned *w, int R, size_t *sizes);
+
+/* Offsets of the pieces when they lie one after the other. */
+void qtopo_rail_offsets(const size_t *sizes, int R, size_t *offs);
+
+/* Moves pieces received at offs[r] (lengths got[r] <= the slot) down so that they are
+ * contiguous from buf; returns the message size. */
+size_t qtopo_rail_compact(char *buf, const size_t *offs, const size_t *got, int R);
+
+/* Parses "4,1" (non-negative integers, at most max, not all zero) into w; the count,
+ * or -1 when malformed. */
+int qtopo_rail_parse_weights(const char *text, unsigned *w, int max);
+
+#endif /* COLL_QTOPO_RAILSPLIT_H */

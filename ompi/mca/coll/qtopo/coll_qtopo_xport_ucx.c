@@ -1,0 +1,325 @@
+/*
+ * The qtopo transport (coll_qtopo_xport.h) over qtopo's own rails (coll_qtopo_rails.h).
+ *
+ * A peer on this rank's node is reached through the PML transport (shared memory).
+ * A message to another node is cut into one piece per rail (coll_qtopo_railsplit.h):
+ * with policy stripe by the agreed weights, with policy aligned all of it on rail
+ * (sender's local rank mod R), skipping rails of weight 0. Both sides compute the cut
+ * from the weights and the size they know: the sender from the message size, the
+ * receiver from its capacity; the cut is monotone, so each piece fits the slot the
+ * receiver posted for it, and the receiver moves the pieces together when they are
+ * all in.
+ *
+ * Tags: every piece of a message carries the same 64-bit UCX tag, made of the
+ * communicator id, the sender's rank and the number of messages the sender sent to
+ * this receiver before (the receiver counts the messages it posted from that sender
+ * alike), matched with a full mask. So the i-th send between a pair meets the i-th
+ * receive whatever the order of arrival, and messages of other communicators (each
+ * communicator has its own workers anyway) never match.
+ */
+
+#include "ompi_config.h"
+
+/* Open MPI's own source tree builds qtopo without rails (no UCX check there). */
+#if QTOPO_HAVE_UCX
+
+#include <stdlib.h>
+#include <string.h>
+
+#include "coll_qtopo.h"
+#include "coll_qtopo_rails.h"
+
+#include "opal/runtime/opal_progress.h"
+
+/* How often a wait looks for an "off" notice (every that many polls). */
+#define QTOPO_UCX_WATCH_EVERY 64
+
+typedef struct ucx_req {
+    qtopo_req_t pml;                       /* a peer on this node: the PML transport's */
+    void *piece[QTOPO_RAILS_MAX];          /* UCX requests still pending */
+    size_t off[QTOPO_RAILS_MAX], len[QTOPO_RAILS_MAX], got[QTOPO_RAILS_MAX];
+    int nrails;
+    char *buf;
+    bool recv, failed;
+} ucx_req_t;
+
+static int comm_rank_of(const mca_coll_qtopo_ucx_ctx_t *c, int peer)
+{
+    return NULL == c->ranks ? peer : c->ranks[peer];
+}
+
+static bool same_node(const mca_coll_qtopo_rails_t *rails, int crank)
+{
+    return rails->node[crank] == rails->node[rails->rank];
+}
+
+/* Weights of the messages that `sender` (a communicator rank) sends. */
+static void message_weights(const mca_coll_qtopo_rails_t *rails, int sender, unsigned *w)
+{
+    int r;
+
+    if (QTOPO_RAIL_STRIPE == rails->policy) {
+        memcpy(w, rails->weights, sizeof(*w) * (size_t) rails->n);
+        return;
+    }
+    memset(w, 0, sizeof(*w) * (size_t) rails->n);
+    r = rails->local[sender] % rails->n;
+    while (0 == rails->weights[r]) { /* some rail has a weight (agreed) */
+        r = (r + 1) % rails->n;
+    }
+    w[r] = 1;
+}
+
+static ucp_tag_t make_tag(const mca_coll_qtopo_rails_t *rails, int sender, uint32_t seq)
+{
+    return (rails->comm_id & 0xffffffULL) << 40 | (uint64_t) (sender & 0xfffff) << 20
+           | (uint64_t) (seq & 0xfffff);
+}
+
+static ucx_req_t *new_req(qtopo_req_t *req, void *buf, bool recv)
+{
+    ucx_req_t *u = calloc(1, sizeof(*u));
+
+    req->handle = u;
+    req->recv = recv;
+    if (NULL != u) {
+        u->buf = buf;
+        u->recv = recv;
+    }
+    return u;
+}
+
+/* Completion of a received piece: its size. */
+static void recv_done(void *request, ucs_status_t status, const ucp_tag_recv_info_t *info,
+                      void *user_data)
+{
+    (void) request;
+    if (UCS_OK == status) {
+        *(size_t *) user_data = info->length;
+    }
+}
+
+/* Posts piece r of a message of u (send or receive). */
+static int post_piece(mca_coll_qtopo_rails_t *rails, ucx_req_t *u, int r, int peer, ucp_tag_t tag)
+{
+    ucp_request_param_t param;
+    ucs_status_ptr_t p;
+
+    memset(&param, 0, sizeof(param));
+    if (u->recv) {
+        /* always a request, and the size of the message from the callback */
+        param.op_attr_mask = UCP_OP_ATTR_FIELD_CALLBACK | UCP_OP_ATTR_FIELD_USER_DATA
+                             | UCP_OP_ATTR_FLAG_NO_IMM_CMPL;
+        param.cb.recv = recv_done;
+        param.user_data = &u->got[r];
+        u->got[r] = 0;
+        p = ucp_tag_recv_nbx(rails->worker[r], u->buf + u->off[r], u->len[r], tag,
+                             (ucp_tag_t) -1, &param);
+    } else {
+        ucp_ep_h ep = mca_coll_qtopo_rails_ep(rails, r, peer);
+
+        if (NULL == ep) {
+            return QTOPO_XPORT_ERR;
+        }
+        p = ucp_tag_send_nbx(ep, u->buf + u->off[r], u->len[r], tag, &param);
+        rails->bytes_sent[r] += u->len[r];
+        u->got[r] = u->len[r];
+    }
+    if (UCS_PTR_IS_ERR(p)) {
+        opal_output(0, "coll:qtopo: rank %d: posting on rail %d (%s) failed: %s", rails->rank, r,
+                    rails->name[r], ucs_status_string(UCS_PTR_STATUS(p)));
+        return QTOPO_XPORT_ERR;
+    }
+    u->piece[r] = p; /* NULL: a send completed at once */
+    return QTOPO_XPORT_OK;
+}
+
+/* A message of `bytes` (send) or of at most `bytes` (receive) to or from peer. */
+static int post(qtopo_xport_t *x, int peer, void *buf, size_t bytes, qtopo_req_t *req, bool recv)
+{
+    mca_coll_qtopo_ucx_ctx_t *c = x->ctx;
+    mca_coll_qtopo_rails_t *rails = c->rails;
+    int crank = comm_rank_of(c, peer), r, rc = QTOPO_XPORT_OK;
+    unsigned w[QTOPO_RAILS_MAX];
+    ucx_req_t *u = new_req(req, buf, recv);
+    ucp_tag_t tag;
+
+    if (NULL == u) {
+        return QTOPO_XPORT_ERR;
+    }
+    if (same_node(rails, crank)) {
+        return recv ? c->pml_x.irecv(&c->pml_x, peer, buf, bytes, &u->pml)
+                    : c->pml_x.isend(&c->pml_x, peer, buf, bytes, &u->pml);
+    }
+    u->nrails = rails->n;
+    message_weights(rails, recv ? crank : rails->rank, w);
+    qtopo_rail_split(bytes, w, rails->n, u->len);
+    qtopo_rail_offsets(u->len, rails->n, u->off);
+    tag = recv ? make_tag(rails, crank, rails->recv_seq[crank]++)
+               : make_tag(rails, rails->rank, rails->send_seq[crank]++);
+    for (r = 0; QTOPO_XPORT_OK == rc && r < rails->n; ++r) {
+        if (0 != w[r]) {
+            rc = post_piece(rails, u, r, crank, tag);
+        }
+    }
+    return rc;
+}
+
+static int ucx_isend(qtopo_xport_t *x, int peer, const void *buf, size_t bytes, qtopo_req_t *req)
+{
+    return post(x, peer, (void *) buf, bytes, req, false);
+}
+
+static int ucx_irecv(qtopo_xport_t *x, int peer, void *buf, size_t cap, qtopo_req_t *req)
+{
+    return post(x, peer, buf, cap, req, true);
+}
+
+/* Completes what it can of u without blocking; true when all of it is done or a part
+ * failed (u->failed: the rest is for abandon). */
+static bool step(mca_coll_qtopo_rails_t *rails, ucx_req_t *u)
+{
+    bool done = true;
+    int r;
+
+    if (NULL != u->pml.handle) {
+        ompi_request_t *pr = u->pml.handle; /* the PML transport's handle */
+        ompi_status_public_t status;
+        int flag = 0;
+
+        if (OMPI_SUCCESS != ompi_request_test(&pr, &flag, &status)) {
+            u->failed = true;
+        } else if (flag) {
+            u->pml.handle = NULL;
+            u->pml.bytes = status._ucount;
+        }
+        return u->failed || NULL == u->pml.handle;
+    }
+    for (r = 0; r < u->nrails; ++r) {
+        ucs_status_t st;
+
+        if (NULL == u->piece[r]) {
+            continue;
+        }
+        st = ucp_request_check_status(u->piece[r]);
+        if (UCS_INPROGRESS == st) {
+            done = false;
+            continue;
+        }
+        if (UCS_OK != st) {
+            opal_output(0, "coll:qtopo: rank %d: %s on rail %d (%s) failed: %s", rails->rank,
+                        u->recv ? "a receive" : "a send", r, rails->name[r],
+                        ucs_status_string(st));
+            u->failed = true;
+        }
+        if (u->recv && UCS_OK == st) {
+            rails->bytes_recv[r] += u->got[r];
+        }
+        ucp_request_free(u->piece[r]);
+        u->piece[r] = NULL;
+    }
+    return done || u->failed;
+}
+
+/* A finished request: its received size (pieces moved together), freed. */
+static void finish(ucx_req_t *u, qtopo_req_t *req)
+{
+    req->bytes = 0 == u->nrails ? u->pml.bytes
+                                : (u->recv ? qtopo_rail_compact(u->buf, u->off, u->got, u->nrails)
+                                           : 0);
+    req->handle = NULL;
+    free(u);
+}
+
+static int ucx_wait(qtopo_xport_t *x, qtopo_req_t *reqs, int n)
+{
+    mca_coll_qtopo_ucx_ctx_t *c = x->ctx;
+    mca_coll_qtopo_rails_t *rails = c->rails;
+    unsigned long polls = 0;
+    int i;
+
+    for (;;) {
+        bool pending = false;
+
+        if (c->fail_waits) {
+            return QTOPO_XPORT_ERR;
+        }
+        for (i = 0; i < n; ++i) {
+            ucx_req_t *u = reqs[i].handle;
+
+            if (NULL == u) {
+                continue;
+            }
+            if (!step(rails, u)) {
+                pending = true;
+            } else if (u->failed) {
+                return QTOPO_XPORT_ERR;
+            } else {
+                finish(u, &reqs[i]);
+            }
+        }
+        if (!pending) {
+            return QTOPO_XPORT_OK;
+        }
+        mca_coll_qtopo_rails_progress(rails);
+        opal_progress();
+        if (0 == ++polls % QTOPO_UCX_WATCH_EVERY && mca_coll_qtopo_off_noticed(c->comm)) {
+            return QTOPO_XPORT_ERR;
+        }
+    }
+}
+
+/* Receives still pending are cancelled and waited for; sends are left to finish on
+ * their own (their buffers stay alive: coll_qtopo_allreduce.c pins the scratch). */
+static void ucx_abandon(qtopo_xport_t *x, qtopo_req_t *reqs, int n)
+{
+    mca_coll_qtopo_ucx_ctx_t *c = x->ctx;
+    mca_coll_qtopo_rails_t *rails = c->rails;
+    int i, r;
+
+    for (i = 0; i < n; ++i) {
+        ucx_req_t *u = reqs[i].handle;
+
+        if (NULL == u) {
+            continue;
+        }
+        if (NULL != u->pml.handle) {
+            c->pml_x.abandon(&c->pml_x, &u->pml, 1);
+        }
+        for (r = 0; r < u->nrails; ++r) {
+            if (NULL == u->piece[r]) {
+                continue;
+            }
+            if (u->recv) {
+                ucp_request_cancel(rails->worker[r], u->piece[r]);
+                while (UCS_INPROGRESS == ucp_request_check_status(u->piece[r])) {
+                    (void) ucp_worker_progress(rails->worker[r]);
+                }
+            }
+            ucp_request_free(u->piece[r]);
+        }
+        free(u);
+        reqs[i].handle = NULL;
+    }
+}
+
+void mca_coll_qtopo_xport_ucx_init(qtopo_xport_t *x, mca_coll_qtopo_ucx_ctx_t *ctx,
+                                   mca_coll_qtopo_rails_t *rails,
+                                   struct ompi_communicator_t *comm, const int *ranks, int rank,
+                                   int size)
+{
+    ctx->rails = rails;
+    ctx->comm = comm;
+    ctx->ranks = ranks;
+    ctx->fail_waits = false;
+    mca_coll_qtopo_xport_pml_init(&ctx->pml_x, &ctx->pml_ctx, comm, ranks, rank, size);
+    x->rank = rank;
+    x->size = size;
+    x->isend = ucx_isend;
+    x->irecv = ucx_irecv;
+    x->wait = ucx_wait;
+    x->abandon = ucx_abandon;
+    x->ctx = ctx;
+}
+
+#endif /* QTOPO_HAVE_UCX */

@@ -1,0 +1,116 @@
+#!/bin/bash
+# test_qtopo_rails.sh: qtopo's own UCX rails on the emulated cluster (4 nodes x 2 ranks,
+# two rails). Lossless results exact and quantized ones equal to the model, identical on
+# every rank, for flat and split-rail with the policies stripe and aligned; the bytes
+# each rail carried (the interfaces' tx counters in the node namespaces) follow the rail
+# weights within 10%; a rail of weight 0 carries no allreduce bytes; transport pml
+# leaves the rails unused. Uses the component and test programs built by `make check`.
+# Prints "N passed, M failed"; exit 1 on failure, 77 when the test bed or UCX is missing.
+set -euo pipefail
+
+HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+TOP=$(cd "$HERE/../.." && pwd)
+# shellcheck source=check_env.sh
+. "$HERE/check_env.sh"
+if ! qt_check_env; then
+    echo "SKIP: $QT_SKIP_REASON"
+    exit 77
+fi
+BUILD=${QTOPO_BUILDDIR:-$TOP}
+if [[ $(ldd "$BUILD/.libs/mca_coll_qtopo.so" 2>/dev/null) != *libucp* ]]; then
+    echo "SKIP: qtopo was built without UCX (apt-get install libucx-dev, then configure)"
+    exit 77
+fi
+qt_test_setup qtopo-rails-test
+
+CLUSTER=$HERE/cluster.sh
+RUN=$HERE/run.sh
+BASE=(--mca coll_qtopo_priority 40 --mca mca_base_component_path "$BUILD/.libs:SYS_DEFAULT"
+      --mca coll_qtopo_rails rail0,rail1)
+ON=("${BASE[@]}" --mca coll_qtopo_transport ucx)
+NODES=4
+MIB16=4194304 # floats
+
+# run_expect PATTERN [run.sh args] -- prog args: the run must succeed and print PATTERN.
+run_expect() {
+    local pattern=$1
+    shift
+    "$RUN" --timeout 300 "$@" >"$WORK/out" 2>&1 || { cat "$WORK/out"; return 1; }
+    cat "$WORK/out"
+    grep -q -- "$pattern" "$WORK/out"
+}
+
+# Bytes sent on rail R, summed over the nodes.
+tx_bytes() {
+    local i sum=0 v
+    for ((i = 0; i < NODES; i++)); do
+        v=$(qt_in_node "qtnode$i" cat "/sys/class/net/rail$1/statistics/tx_bytes")
+        sum=$((sum + v))
+    done
+    echo "$sum"
+}
+
+# rail_bytes WEIGHTS [run.sh args]: 5 calls of 16 MiB through qtopo's rails with these
+# weights, the PML on rail0 only; sets TX0 and TX1 (bytes each rail sent meanwhile).
+rail_bytes() {
+    local weights=$1 b0 b1
+    shift
+    b0=$(tx_bytes 0)
+    b1=$(tx_bytes 1)
+    "$RUN" --timeout 300 --rails rail0 "${ON[@]}" --mca coll_qtopo_rail_weights "$weights" \
+        "$@" -- "$WORK/mpi_probe" "$MIB16" 5 >"$WORK/out" 2>&1 || { cat "$WORK/out"; return 1; }
+    grep -q "probe summary: OK" "$WORK/out" || { cat "$WORK/out"; return 1; }
+    TX0=$(($(tx_bytes 0) - b0))
+    TX1=$(($(tx_bytes 1) - b1))
+    echo "weights $weights: rail0 sent $TX0 bytes, rail1 $TX1"
+}
+
+# rail0's share over rail1's is WANT (a ratio) within 10%.
+ratio_within() {
+    local want=$1
+    shift
+    rail_bytes "$@" || return 1
+    awk -v a="$TX0" -v b="$TX1" -v w="$want" \
+        'BEGIN { r = a / (b > 0 ? b : 1); print "ratio", r, "want", w; exit !(r > 0.9 * w && r < 1.1 * w) }'
+}
+
+# A rail of weight 0 carries (next to) nothing: under 64 KiB (ARP and the like) while
+# the other carries the whole allreduce.
+rail1_idle() {
+    rail_bytes 1,0 "$@" || return 1
+    ((TX1 < 65536 && TX0 > 50000000))
+}
+
+[[ -x $BUILD/test/mpi/test_allreduce && -x $BUILD/test/mpi/test_quantized ]] ||
+    { echo "test programs missing: run make check first" >&2; exit 1; }
+mpicc -O2 -o "$WORK/mpi_probe" "$HERE/mpi_probe.c"
+"$CLUSTER" down >/dev/null
+
+qt_check "up 4 nodes x 2 rails" "$CLUSTER" up "$NODES" 2
+qt_check "stripe: lossless exact, rails in use" run_expect "2 rails, policy stripe" \
+    "${ON[@]}" --mca coll_qtopo_verbose 1 -- "$BUILD/test/mpi/test_allreduce" --expect on
+qt_check "stripe: no failures" grep -q " 0 failed" "$WORK/out"
+qt_check "stripe: lossless split-rail exact" run_expect " 0 failed" \
+    "${ON[@]}" --mca coll_qtopo_hier_min_bytes 0 --mca coll_qtopo_rail_weights 3,1 -- \
+    "$BUILD/test/mpi/test_allreduce" --expect on
+qt_check "stripe: 8-bit split-rail equals the model" run_expect " 0 failed" \
+    "${ON[@]}" --mca coll_qtopo_bits 8 -- "$BUILD/test/mpi/test_quantized" --quick
+qt_check "stripe: 4-bit flat equals the model" run_expect " 0 failed" \
+    "${ON[@]}" --mca coll_qtopo_bits 4 --mca coll_qtopo_algorithm flat -- \
+    "$BUILD/test/mpi/test_quantized" --quick
+qt_check "aligned: lossless flat exact" run_expect " 0 failed" \
+    "${ON[@]}" --mca coll_qtopo_rail_policy aligned --mca coll_qtopo_algorithm flat -- \
+    "$BUILD/test/mpi/test_allreduce" --expect on
+qt_check "aligned: 8-bit split-rail equals the model" run_expect " 0 failed" \
+    "${ON[@]}" --mca coll_qtopo_rail_policy aligned --mca coll_qtopo_bits 8 -- \
+    "$BUILD/test/mpi/test_quantized" --quick
+qt_check "bytes per rail follow weights 3,1 (split-rail)" ratio_within 3 3,1
+qt_check "bytes per rail follow weights 1,1 (flat)" ratio_within 1 1,1 \
+    --mca coll_qtopo_algorithm flat
+qt_check "weight 0: rail1 carries no allreduce bytes" rail1_idle
+qt_check "transport pml: rails unused" run_expect "inter-node traffic through the PML" \
+    "${BASE[@]}" --mca coll_qtopo_transport pml --mca coll_qtopo_verbose 1 -- \
+    "$WORK/mpi_probe" 65536 1
+qt_check "down" "$CLUSTER" down
+
+qt_summary
