@@ -646,7 +646,7 @@ void mca_coll_qtopo_rails_setup(mca_coll_qtopo_module_t *m, struct ompi_communic
     }
     rails->size = m->comm_size;
     rails->rank = m->comm_rank;
-    rails->comm_id = (uint64_t) comm->c_contextid;
+    rails->comm_id = QTOPO_COMM_ID(comm);
     no = agree_rails(m, comm, rails, true);
     if (NULL == no) {
         rails->addrs = calloc((size_t) rails->size, (size_t) rails->n * rails->slot);
