@@ -7,7 +7,8 @@
  * Every pvar whose name starts with "coll_qtopo_" is found by name (MPI_T_pvar_get_info),
  * read before and after 10 calls of COUNT floats (default 1M), and printed by rank 0 with
  * its description; a 1000-float call (below coll_qtopo_min_bytes) and a double-precision
- * call show up as fallbacks.
+ * call show up as fallbacks. Array variables (bytes per rail) print one line per element
+ * that is not zero, as NAME[i].
  */
 
 #include <stdio.h>
@@ -17,11 +18,13 @@
 #include <mpi.h>
 
 #define MAX_PVARS 32
+#define MAX_COUNT 16 /* elements of an array variable (qtopo's have at most 8) */
 
 typedef struct pvar {
     char name[128], desc[512];
     MPI_T_pvar_handle handle;
-    unsigned long before;
+    int count;
+    unsigned long before[MAX_COUNT];
 } pvar_t;
 
 static int open_pvars(MPI_T_pvar_session session, pvar_t *pv)
@@ -38,7 +41,11 @@ static int open_pvars(MPI_T_pvar_session session, pvar_t *pv)
                             &dlen, &bind, &ro, &cont, &atomic);
         if (0 == strncmp(pv[found].name, "coll_qtopo_", 11) && MPI_UNSIGNED_LONG == dt) {
             MPI_T_pvar_handle_alloc(session, i, NULL, &pv[found].handle, &count);
-            found++;
+            if (count > MAX_COUNT) {
+                MPI_T_pvar_handle_free(session, &pv[found].handle);
+                continue;
+            }
+            pv[found++].count = count;
         }
     }
     return found;
@@ -46,7 +53,7 @@ static int open_pvars(MPI_T_pvar_session session, pvar_t *pv)
 
 int main(int argc, char **argv)
 {
-    int rank, provided, npv, i, count = argc > 1 ? atoi(argv[1]) : 1 << 20;
+    int rank, provided, npv, i, j, count = argc > 1 ? atoi(argv[1]) : 1 << 20;
     MPI_T_pvar_session session;
     pvar_t pv[MAX_PVARS];
     float *buf;
@@ -65,7 +72,7 @@ int main(int argc, char **argv)
         return 1;
     }
     for (i = 0; i < npv; ++i) {
-        MPI_T_pvar_read(session, pv[i].handle, &pv[i].before);
+        MPI_T_pvar_read(session, pv[i].handle, pv[i].before);
     }
 
     buf = calloc((size_t) (count > 1000 ? count : 1000), sizeof(float));
@@ -76,9 +83,20 @@ int main(int argc, char **argv)
     MPI_Allreduce(MPI_IN_PLACE, &d, 1, MPI_DOUBLE, MPI_SUM, MPI_COMM_WORLD);
 
     for (i = 0; 0 == rank && i < npv; ++i) {
-        unsigned long now = 0;
-        MPI_T_pvar_read(session, pv[i].handle, &now);
-        printf("%-28s %12lu   %s\n", pv[i].name, now - pv[i].before, pv[i].desc);
+        unsigned long now[MAX_COUNT] = {0};
+        MPI_T_pvar_read(session, pv[i].handle, now);
+        if (1 == pv[i].count) {
+            printf("%-28s %12lu   %s\n", pv[i].name, now[0] - pv[i].before[0], pv[i].desc);
+        }
+        for (j = 0; 1 < pv[i].count && j < pv[i].count; ++j) {
+            char name[160];
+
+            snprintf(name, sizeof(name), "%.127s[%d]", pv[i].name, j);
+            if (now[j] != pv[i].before[j]) {
+                printf("%-28s %12lu   %s\n", name, now[j] - pv[i].before[j],
+                       0 == j ? pv[i].desc : "");
+            }
+        }
     }
     free(buf);
     MPI_T_pvar_session_free(&session);

@@ -3,8 +3,10 @@
 # two rails). Lossless results exact and quantized ones equal to the model, identical on
 # every rank, for flat and split-rail with the policies stripe and aligned; the bytes
 # each rail carried (the interfaces' tx counters in the node namespaces) follow the rail
-# weights within 10%; a rail of weight 0 carries no allreduce bytes; transport pml
-# leaves the rails unused. Uses the component and test programs built by `make check`.
+# weights within 10%, and so do the MPI_T counters rail_bytes_sent; a rail of weight 0
+# carries no allreduce bytes; transport pml leaves the rails unused. Then, on unequal
+# rails (400 and 100 Mbit/s), the adaptive weights (auto) move from equal towards 4:1.
+# Uses the component and test programs built by `make check`.
 # Prints "N passed, M failed"; exit 1 on failure, 77 when the test bed or UCX is missing.
 set -euo pipefail
 
@@ -74,6 +76,28 @@ ratio_within() {
         'BEGIN { r = a / (b > 0 ? b : 1); print "ratio", r, "want", w; exit !(r > 0.9 * w && r < 1.1 * w) }'
 }
 
+# The MPI_T counter rail_bytes_sent of rank 0 (examples/qtopo_pvars) splits 3:1 within
+# 10% with weights 3,1.
+pvar_ratio() {
+    run_expect "rail_bytes_sent\[1\]" "${ON[@]}" --mca coll_qtopo_rail_weights 3,1 -- \
+        "$BUILD/examples/qtopo_pvars" "$MIB16" || return 1
+    awk '$1 ~ /rail_bytes_sent\[0\]/ { a = $2 } $1 ~ /rail_bytes_sent\[1\]/ { b = $2 }
+         END { r = a / (b > 0 ? b : 1); print "pvar ratio", r; exit !(r > 2.7 && r < 3.3) }' \
+        "$WORK/out"
+}
+
+# On 400 + 100 Mbit/s rails the weights start equal (the emulated links report no
+# speed) and are re-estimated every 2 calls: after 24 calls rail0's weight is 2.5-6
+# times rail1's (the link ratio is 4; without adaptation it stays 1).
+adapts_to_4_to_1() {
+    run_expect "rail weights at call 24" "${ON[@]}" --mca coll_qtopo_verbose 1 \
+        --mca coll_qtopo_rail_adapt_calls 2 -- "$WORK/mpi_probe" "$MIB16" 24 || return 1
+    grep "rail weights at call 24" "$WORK/out" |
+        sed -E 's/.*rail0 ([0-9]+) .*rail1 ([0-9]+) .*/\1 \2/' |
+        awk '{ r = $1 / ($2 > 0 ? $2 : 1); print "weights", $1, $2, "ratio", r;
+               exit !(r >= 2.5 && r <= 6) }'
+}
+
 # A rail of weight 0 carries (next to) nothing: under 64 KiB (ARP and the like) while
 # the other carries the whole allreduce.
 rail1_idle() {
@@ -108,9 +132,13 @@ qt_check "bytes per rail follow weights 3,1 (split-rail)" ratio_within 3 3,1
 qt_check "bytes per rail follow weights 1,1 (flat)" ratio_within 1 1,1 \
     --mca coll_qtopo_algorithm flat
 qt_check "weight 0: rail1 carries no allreduce bytes" rail1_idle
+qt_check "MPI_T rail_bytes_sent follows weights 3,1" pvar_ratio
 qt_check "transport pml: rails unused" run_expect "inter-node traffic through the PML" \
     "${BASE[@]}" --mca coll_qtopo_transport pml --mca coll_qtopo_verbose 1 -- \
     "$WORK/mpi_probe" 65536 1
 qt_check "down" "$CLUSTER" down
+qt_check "up 4 nodes x 2 rails of 400 and 100 Mbit/s" "$CLUSTER" up "$NODES" 2 400mbit,100mbit
+qt_check "adaptive weights approach the link ratio 4:1" adapts_to_4_to_1
+qt_check "down (unequal)" "$CLUSTER" down
 
 qt_summary

@@ -2,7 +2,8 @@
  * Unit test of the cut of a message over weighted rails (coll_qtopo_railsplit.c):
  * pieces add up, follow the weights, are monotone in the size (so a receiver that
  * posts a capacity can take any smaller message), and compacting pieces received at
- * the capacity's offsets rebuilds the message exactly; the weight parser.
+ * the capacity's offsets rebuilds the message exactly; the weight parser; the
+ * adaptive weights.
  */
 
 #include <stdlib.h>
@@ -110,11 +111,57 @@ static void test_parse(void)
     CHECK(-1 == qtopo_rail_parse_weights("1,2,3", w, 2), "too many");
 }
 
+/* A rail of bandwidth bw carries w/sum of a message; a simple model of what the
+ * transport measures: the rate of each rail is its bandwidth (pieces are timed alone). */
+static void test_adapt(void)
+{
+    unsigned w[QTOPO_RAILS_MAX] = {1, 1}, w0[QTOPO_RAILS_MAX] = {0, 7, 7};
+    uint64_t rate[QTOPO_RAILS_MAX] = {400, 100}, none[QTOPO_RAILS_MAX];
+    int i;
+
+    /* 400 + 100 Mbit/s from equal weights: within 1% of 4:1 after ten rounds */
+    for (i = 0; i < 10; ++i) {
+        CHECK(qtopo_rail_adapt_weights(w, rate, 2), "adapt round %d", i);
+    }
+    CHECK(w[0] + w[1] <= QTOPO_RAIL_WEIGHT_SCALE && w[0] + w[1] + 2 >= QTOPO_RAIL_WEIGHT_SCALE,
+          "scale kept: %u + %u", w[0], w[1]);
+    CHECK(790 <= w[0] && w[0] <= 810 && 190 <= w[1] && w[1] <= 210, "4:1 reached: %u, %u",
+          w[0], w[1]);
+    /* a dead rail (rate 0) keeps the floor share, so it is still measured */
+    rate[1] = 0;
+    for (i = 0; i < 20; ++i) {
+        (void) qtopo_rail_adapt_weights(w, rate, 2);
+    }
+    CHECK(QTOPO_RAIL_MIN_SHARE == w[1], "floor: %u", w[1]);
+    /* and wins its share back when it recovers */
+    rate[1] = 400;
+    for (i = 0; i < 10; ++i) {
+        (void) qtopo_rail_adapt_weights(w, rate, 2);
+    }
+    CHECK(490 <= w[1] && w[1] <= 510, "recovered: %u, %u", w[0], w[1]);
+    /* a rail with a weight and no rate: nothing changes */
+    for (i = 0; i < QTOPO_RAILS_MAX; ++i) {
+        none[i] = 5;
+    }
+    none[1] = QTOPO_RAIL_NO_RATE;
+    w[0] = 3;
+    w[1] = 4;
+    CHECK(!qtopo_rail_adapt_weights(w, none, 2) && 3 == w[0] && 4 == w[1], "no rate: %u, %u",
+          w[0], w[1]);
+    /* weight 0 (left out by the user) stays 0 and needs no rate */
+    none[0] = QTOPO_RAIL_NO_RATE;
+    none[1] = 1;
+    none[2] = 3;
+    CHECK(qtopo_rail_adapt_weights(w0, none, 3) && 0 == w0[0] && 0 < w0[1] && w0[1] < w0[2],
+          "weight 0 kept: %u, %u, %u", w0[0], w0[1], w0[2]);
+}
+
 int main(void)
 {
     test_sum_and_share();
     test_monotone();
     test_compact();
     test_parse();
+    test_adapt();
     return qt_check_summary();
 }

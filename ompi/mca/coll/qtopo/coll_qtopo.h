@@ -25,6 +25,7 @@
 #include "coll_qtopo_ef.h"
 #include "coll_qtopo_nodes.h"
 #include "coll_qtopo_policy.h"
+#include "coll_qtopo_railsplit.h"
 #include "coll_qtopo_xport.h"
 
 BEGIN_C_DECLS
@@ -132,9 +133,13 @@ typedef struct mca_coll_qtopo_component_t {
     char *rails;
     char *rail_weights;
     int rail_policy;
+    int rail_adapt_calls;
 
     int output; /* opal_output stream, verbosity = coll_qtopo_verbose */
     mca_coll_qtopo_counters_t counters;
+    /* bytes per rail (rail index of the communicator's agreed list), process totals */
+    unsigned long rail_bytes_sent[QTOPO_RAILS_MAX];
+    unsigned long rail_bytes_recv[QTOPO_RAILS_MAX];
 } mca_coll_qtopo_component_t;
 
 OMPI_DECLSPEC extern mca_coll_qtopo_component_t mca_coll_qtopo_component;
@@ -215,8 +220,9 @@ void mca_coll_qtopo_count(mca_coll_qtopo_module_t *m, const mca_coll_qtopo_count
 bool mca_coll_qtopo_fault(const char *what, int rank, uint64_t call);
 
 /* coll_qtopo_agree.c */
-/* Words of the agreement vector besides the node labels. */
-#define QTOPO_AGREE_FIXED (5 + 2 * QTOPO_NSETTINGS)
+/* Words of the agreement vector besides the node labels: ready, count, call, the
+ * settings, and one MIN-reduced word per rail (coll_qtopo_rails.h). */
+#define QTOPO_AGREE_FIXED (5 + 2 * QTOPO_NSETTINGS + QTOPO_RAILS_MAX)
 
 /* What the agreement decided for a call. */
 typedef enum {
@@ -229,12 +235,14 @@ typedef enum {
 /*
  * The per-call agreement (protocol at the top of coll_qtopo_agree.c). ready: this rank
  * can run the call (memory, valid settings); labels: when not NULL, this rank's node
- * label is exchanged too and labels[0..size) receives every rank's.
+ * label is exchanged too and labels[0..size) receives every rank's; rail_words: this
+ * rank's QTOPO_RAILS_MAX words for the rails, replaced by their MIN over all ranks when
+ * the agreement completes (any verdict but off).
  */
 mca_coll_qtopo_verdict_t mca_coll_qtopo_agree(mca_coll_qtopo_module_t *m,
                                               struct ompi_communicator_t *comm,
                                               const mca_coll_qtopo_settings_t *s, size_t count,
-                                              bool ready, int *labels);
+                                              bool ready, int *labels, uint64_t *rail_words);
 /* Waits for one PML request, watching for an "off" notice from any rank (and, with
  * foreign, for a rank running MPI_Allreduce through another component). OMPI_SUCCESS
  * when it completed; OMPI_ERR_UNREACH on a notice, OMPI_ERR_NOT_AVAILABLE on a foreign
@@ -280,6 +288,15 @@ void mca_coll_qtopo_rails_setup(mca_coll_qtopo_module_t *m, struct ompi_communic
 /* Closes the endpoints, destroys the workers and contexts; prints bytes per rail with
  * coll_qtopo_verbose >= 1. */
 void mca_coll_qtopo_rails_destroy(mca_coll_qtopo_rails_t *rails, const char *comm_name);
+/* Adaptive weights, at call number `call` (agreed): this rank's words for the agreement
+ * (its measured rate per rail, QTOPO_RAIL_NO_RATE when it has none or no new weights
+ * are due), then the new weights from the MIN-reduced words. */
+void mca_coll_qtopo_rails_offer(mca_coll_qtopo_rails_t *rails, uint64_t call, uint64_t *words);
+void mca_coll_qtopo_rails_accept(mca_coll_qtopo_rails_t *rails, uint64_t call,
+                                 const uint64_t *words, const char *comm_name);
+/* The thread running a call on the rails holds them (see the progress callback). */
+void mca_coll_qtopo_rails_hold(mca_coll_qtopo_rails_t *rails);
+void mca_coll_qtopo_rails_release(mca_coll_qtopo_rails_t *rails);
 
 /* coll_qtopo_xport_ucx.c: a transport over the rails for a group of communicator
  * ranks (ranks maps group index to communicator rank; NULL: the whole communicator);

@@ -8,8 +8,9 @@
  *
  *   1. Each rank that would run the call with qtopo (float sum, count * 4 >= min_bytes,
  *      qtopo not off) fills a vector of 64-bit words: ready (1/0), count, call number,
- *      each wire-affecting setting (QTOPO_SET_*) and, on the first call, its node
- *      label. Every value v is
+ *      each wire-affecting setting (QTOPO_SET_*), one word per rail (the rates behind
+ *      the adaptive rail weights, coll_qtopo_rails.h: only MIN is used there) and, on
+ *      the first call, its node label. Every value v of the first four kinds is
  *      sent as v and ~v, and the vector is reduced with MIN: MIN(v) and ~MIN(~v) are
  *      the smallest and the largest value over all ranks, so one reduction shows both
  *      whether a value differs and its range.
@@ -66,6 +67,7 @@ enum {
     AG_COUNT,  /* and ~count at AG_COUNT + 1 */
     AG_CALL = AG_COUNT + 2, /* and ~call */
     AG_SETTINGS = AG_CALL + 2, /* 2 words per setting */
+    AG_RAILS = AG_SETTINGS + 2 * QTOPO_NSETTINGS, /* QTOPO_RAILS_MAX words, MIN only */
 };
 
 /* How often a waiting loop looks for notices (every that many polls of its request). */
@@ -148,7 +150,8 @@ static bool pair_differs(const uint64_t *v, int i)
 }
 
 static void fill_vector(const mca_coll_qtopo_module_t *m, const mca_coll_qtopo_settings_t *s,
-                        size_t count, bool ready, const int *labels, int size, uint64_t *v)
+                        size_t count, bool ready, const int *labels, const uint64_t *rail_words,
+                        int size, uint64_t *v)
 {
     int i;
 
@@ -158,6 +161,7 @@ static void fill_vector(const mca_coll_qtopo_module_t *m, const mca_coll_qtopo_s
     for (i = 0; i < QTOPO_NSETTINGS; ++i) {
         put_pair(v, AG_SETTINGS + 2 * i, s->wire[i]);
     }
+    memcpy(v + AG_RAILS, rail_words, QTOPO_RAILS_MAX * sizeof(*v));
     if (NULL != labels) {
         /* the other ranks' labels are unknown here: UINT64_MAX leaves them to MIN */
         for (i = 0; i < size; ++i) {
@@ -306,16 +310,17 @@ static mca_coll_qtopo_verdict_t verdict_of(mca_coll_qtopo_module_t *m,
 mca_coll_qtopo_verdict_t mca_coll_qtopo_agree(mca_coll_qtopo_module_t *m,
                                               struct ompi_communicator_t *comm,
                                               const mca_coll_qtopo_settings_t *s, size_t count,
-                                              bool ready, int *labels)
+                                              bool ready, int *labels, uint64_t *rail_words)
 {
     int size = ompi_comm_size(comm), n = QTOPO_AGREE_FIXED + (NULL != labels ? size : 0);
     mca_coll_qtopo_verdict_t verdict;
     uint64_t *v = m->agree_buf;
     int rc;
 
-    fill_vector(m, s, count, ready, labels, size, v);
+    fill_vector(m, s, count, ready, labels, rail_words, size, v);
     rc = disseminate(m, comm, v, n, true);
     if (OMPI_SUCCESS == rc) {
+        memcpy(rail_words, v + AG_RAILS, QTOPO_RAILS_MAX * sizeof(*v));
         verdict = verdict_of(m, comm, v, labels);
         if (QTOPO_RUN == verdict) {
             return verdict;

@@ -19,6 +19,7 @@
 
 #include <math.h>
 #include <stdlib.h>
+#include <string.h>
 #if defined(__x86_64__) || defined(__i386__)
 #include <xmmintrin.h>
 #endif
@@ -304,20 +305,49 @@ static mca_coll_qtopo_verdict_t agree_first_call(mca_coll_qtopo_module_t *m,
     mca_coll_qtopo_verdict_t v;
     bool ready;
 
+    uint64_t none[QTOPO_RAILS_MAX];
+
+    /* no rails yet: nothing to offer */
+    memset(none, 0xff, sizeof(none));
     m->labels[m->comm_rank] = mca_coll_qtopo_topo_label(comm, mca_coll_qtopo_component.node_size);
-    v = mca_coll_qtopo_agree(m, comm, s, count, s->valid, m->labels);
+    v = mca_coll_qtopo_agree(m, comm, s, count, s->valid, m->labels, none);
     if (QTOPO_RUN != v) {
         return v;
     }
     ready = 0 == mca_coll_qtopo_topo_build(m, comm, m->labels)
             && prepare_call(m, s, comm, count, call);
-    v = mca_coll_qtopo_agree(m, comm, s, count, ready, NULL);
+    v = mca_coll_qtopo_agree(m, comm, s, count, ready, NULL, none);
     if (QTOPO_RUN != v) {
         /* some rank has no node map: every rank starts over on the next call */
         qtopo_nodes_free(&m->nodes);
         m->topo_ready = false;
     }
     return v;
+}
+
+/* The rails' words of the agreement (adaptive weights, coll_qtopo_rails.h). */
+static void offer_rail_words(const mca_coll_qtopo_module_t *m, uint64_t *words)
+{
+    memset(words, 0xff, sizeof(uint64_t) * QTOPO_RAILS_MAX);
+#if QTOPO_HAVE_UCX
+    if (NULL != m->rails) {
+        mca_coll_qtopo_rails_offer(m->rails, m->ncalls, words);
+    }
+#endif
+}
+
+static void accept_rail_words(const mca_coll_qtopo_module_t *m, struct ompi_communicator_t *comm,
+                              const uint64_t *words)
+{
+#if QTOPO_HAVE_UCX
+    if (NULL != m->rails) {
+        mca_coll_qtopo_rails_accept(m->rails, m->ncalls, words, comm->c_name);
+    }
+#else
+    (void) m;
+    (void) comm;
+    (void) words;
+#endif
 }
 
 static mca_coll_qtopo_verdict_t agree_call(mca_coll_qtopo_module_t *m,
@@ -327,10 +357,17 @@ static mca_coll_qtopo_verdict_t agree_call(mca_coll_qtopo_module_t *m,
 {
     mca_coll_qtopo_verdict_t v;
 
+    uint64_t words[QTOPO_RAILS_MAX];
+
     if (!m->topo_ready) {
         v = agree_first_call(m, comm, s, count, call);
     } else {
-        v = mca_coll_qtopo_agree(m, comm, s, count, prepare_call(m, s, comm, count, call), NULL);
+        offer_rail_words(m, words);
+        v = mca_coll_qtopo_agree(m, comm, s, count, prepare_call(m, s, comm, count, call), NULL,
+                                 words);
+        if (QTOPO_OFF != v) {
+            accept_rail_words(m, comm, words);
+        }
     }
     if (QTOPO_OFF != v) {
         m->ncalls++; /* the same verdict everywhere: the count stays equal */
@@ -381,6 +418,21 @@ static void decide_rails(mca_coll_qtopo_module_t *m, struct ompi_communicator_t 
         && 1 < m->nodes.nnodes) {
         mca_coll_qtopo_show_help_here("rails-no-ucx");
     }
+#endif
+}
+
+/* The rails are this thread's while the call runs (the progress callback leaves them). */
+static void hold_rails(mca_coll_qtopo_module_t *m, bool hold)
+{
+#if QTOPO_HAVE_UCX
+    if (NULL != m->rails && hold) {
+        mca_coll_qtopo_rails_hold(m->rails);
+    } else if (NULL != m->rails) {
+        mca_coll_qtopo_rails_release(m->rails);
+    }
+#else
+    (void) m;
+    (void) hold;
 #endif
 }
 
@@ -561,7 +613,9 @@ int mca_coll_qtopo_allreduce(const void *sbuf, void *rbuf, qtopo_coll_count_t co
         decide_rails(m, comm);
     }
     drop_stale_residuals(m);
+    hold_rails(m, true);
     rc = run_call(m, &s, src, (float *) rbuf, (size_t) count, comm, &call);
+    hold_rails(m, false);
     if (OMPI_SUCCESS != rc) {
         fail_call(m, comm, count);
     } else if (QTOPO_SCRATCH_KEEP_BYTES < m->scratch_size) {

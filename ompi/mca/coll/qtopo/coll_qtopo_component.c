@@ -205,10 +205,56 @@ static void register_rail_params(mca_coll_qtopo_component_t *c)
                  "aligned (local rank l sends on rail l mod R)",
                  MCA_BASE_VAR_TYPE_INT, qtopo_rail_policies, OPAL_INFO_LVL_4, false,
                  &c->rail_policy);
+    c->rail_adapt_calls = 8;
+    register_var("rail_adapt_calls",
+                 "With coll_qtopo_rail_weights auto and policy stripe: every this many calls on "
+                 "a communicator, the rail weights are re-estimated from the throughput each "
+                 "rail showed since the last time and agreed by all ranks (0: keep the link "
+                 "speeds; default 8)",
+                 MCA_BASE_VAR_TYPE_INT, NULL, OPAL_INFO_LVL_5, false, &c->rail_adapt_calls);
+}
+
+/* The per-rail counters are arrays of QTOPO_RAILS_MAX values (the MPI_T handle's count). */
+static int rail_counter_notify(mca_base_pvar_t *pvar, mca_base_pvar_event_t event,
+                               void *obj_handle, int *count)
+{
+    (void) pvar;
+    (void) obj_handle;
+    if (MCA_BASE_PVAR_HANDLE_BIND == event) {
+        *count = QTOPO_RAILS_MAX;
+    }
+    return OPAL_SUCCESS;
+}
+
+static int rail_counter_read(const mca_base_pvar_t *pvar, void *value, void *obj_handle)
+{
+    size_t r;
+
+    (void) obj_handle;
+    for (r = 0; r < QTOPO_RAILS_MAX; ++r) {
+        ((unsigned long *) value)[r] = __atomic_load_n((unsigned long *) pvar->ctx + r,
+                                                       __ATOMIC_RELAXED);
+    }
+    return OPAL_SUCCESS;
+}
+
+static void register_rail_counter(const char *name, const char *help, unsigned long *counters)
+{
+    (void) mca_base_component_pvar_register(
+        &mca_coll_qtopo_component.super.collm_version, name, help, OPAL_INFO_LVL_4,
+        MCA_BASE_PVAR_CLASS_COUNTER, MCA_BASE_VAR_TYPE_UNSIGNED_LONG, NULL,
+        MCA_BASE_VAR_BIND_NO_OBJECT, MCA_BASE_PVAR_FLAG_READONLY | MCA_BASE_PVAR_FLAG_CONTINUOUS,
+        rail_counter_read, NULL, rail_counter_notify, counters);
 }
 
 static void register_counters(mca_coll_qtopo_counters_t *k)
 {
+    register_rail_counter("rail_bytes_sent",
+                          "Bytes qtopo sent on each of its rails (element r: rail r of the "
+                          "communicator's list, as coll_qtopo_verbose 1 prints it)",
+                          mca_coll_qtopo_component.rail_bytes_sent);
+    register_rail_counter("rail_bytes_recv", "Bytes qtopo received on each of its rails",
+                          mca_coll_qtopo_component.rail_bytes_recv);
     register_counter("calls_handled", "MPI_Allreduce calls run by qtopo's own algorithms",
                      &k->calls_handled);
     register_counter("calls_quantized", "... of which quantized (bits < 32)",

@@ -12,7 +12,14 @@
  *
  * Weights: coll_qtopo_rail_weights, or auto = the link speed the OS reports
  * (/sys/class/net/DEV/speed in Mbit/s, /sys/class/infiniband/DEV/ports/P/rate), equal
- * where unknown. Each rail's agreed weight is the smallest any rank offers.
+ * where unknown, then re-estimated from measured throughput (coll_qtopo_rails.h). Each
+ * rail's agreed weight is the smallest any rank offers.
+ *
+ * Progress: while a call runs, its waits progress the rails (coll_qtopo_xport_ucx.c).
+ * Between calls an opal_progress callback progresses every communicator's rails, so
+ * sends left to finish on their own and UCX's own traffic (keep-alive, connection
+ * setup) move whenever the application is in MPI. A call holds its rails' lock; the
+ * callback only tries the lock, so it never progresses a worker another thread uses.
  */
 
 #include "ompi_config.h"
@@ -30,6 +37,7 @@
 #include "coll_qtopo_rails.h"
 
 #include "ompi/mca/pml/pml.h"
+#include "opal/runtime/opal_progress.h"
 
 /* The vector of the first exchange: every value v goes in as v and ~v and the vector
  * is MAX-reduced, so every rank learns the largest and the smallest value of all. */
@@ -39,7 +47,8 @@ enum {
     HDR_NEED = HDR_NRAILS + 2,    /* rails this rank asks for at least: 2 (auto), 1 (ucx) */
     HDR_POLICY = HDR_NEED + 2,
     HDR_ADDR_LEN = HDR_POLICY + 2, /* longest worker address */
-    HDR_W = HDR_ADDR_LEN + 2,      /* weight per rail */
+    HDR_ADAPT = HDR_ADDR_LEN + 2,  /* coll_qtopo_rail_adapt_calls, 0 for fixed weights */
+    HDR_W = HDR_ADAPT + 2,         /* weight per rail */
     HDR_WORDS = HDR_W + 2 * QTOPO_RAILS_MAX
 };
 
@@ -51,6 +60,13 @@ enum {
 
 /* Time a rail's endpoints get to flush at teardown before they are closed by force. */
 #define QTOPO_RAIL_CLOSE_SECONDS 2.0
+
+/* Bytes a rank must have timed on a rail since the last offer to offer a rate for it. */
+#define QTOPO_RAIL_MEASURE_MIN ((unsigned long) 1 << 20)
+
+/* Every communicator's rails, for the progress callback. */
+static pthread_mutex_t all_rails_lock = PTHREAD_MUTEX_INITIALIZER;
+static mca_coll_qtopo_rails_t *all_rails;
 
 static double now_seconds(void)
 {
@@ -225,6 +241,7 @@ static bool find_weights(mca_coll_qtopo_rails_t *rails)
         memcpy(rails->weights, w, sizeof(w[0]) * (size_t) rails->n);
         return true;
     }
+    rails->adapt = 0 < mca_coll_qtopo_component.rail_adapt_calls;
     for (r = 0; r < rails->n; ++r) {
         w[r] = device_speed(rails->name[r]);
     }
@@ -339,7 +356,127 @@ static void free_rails(mca_coll_qtopo_rails_t *rails)
     free(rails->local);
     free(rails->send_seq);
     free(rails->recv_seq);
+    pthread_mutex_destroy(&rails->lock);
     free(rails);
+}
+
+/* ---- progress between calls ------------------------------------------------------------- */
+
+static int progress_all_rails(void)
+{
+    mca_coll_qtopo_rails_t *rails;
+    int r, events = 0;
+
+    if (0 != pthread_mutex_trylock(&all_rails_lock)) {
+        return 0;
+    }
+    for (rails = all_rails; NULL != rails; rails = rails->next) {
+        if (0 != pthread_mutex_trylock(&rails->lock)) {
+            continue; /* a call runs on them and progresses them itself */
+        }
+        for (r = 0; r < rails->n; ++r) {
+            events += (int) ucp_worker_progress(rails->worker[r]);
+        }
+        pthread_mutex_unlock(&rails->lock);
+    }
+    pthread_mutex_unlock(&all_rails_lock);
+    return events;
+}
+
+static void link_rails(mca_coll_qtopo_rails_t *rails)
+{
+    pthread_mutex_lock(&all_rails_lock);
+    if (NULL == all_rails) {
+        (void) opal_progress_register(progress_all_rails);
+    }
+    rails->next = all_rails;
+    all_rails = rails;
+    pthread_mutex_unlock(&all_rails_lock);
+}
+
+static void unlink_rails(mca_coll_qtopo_rails_t *rails)
+{
+    mca_coll_qtopo_rails_t **p;
+
+    pthread_mutex_lock(&all_rails_lock);
+    for (p = &all_rails; NULL != *p && rails != *p; p = &(*p)->next) {
+    }
+    if (NULL != *p) {
+        *p = rails->next;
+    }
+    if (NULL == all_rails) {
+        (void) opal_progress_unregister(progress_all_rails);
+    }
+    pthread_mutex_unlock(&all_rails_lock);
+}
+
+void mca_coll_qtopo_rails_hold(mca_coll_qtopo_rails_t *rails)
+{
+    pthread_mutex_lock(&rails->lock);
+}
+
+void mca_coll_qtopo_rails_release(mca_coll_qtopo_rails_t *rails)
+{
+    pthread_mutex_unlock(&rails->lock);
+}
+
+void mca_coll_qtopo_rails_count(mca_coll_qtopo_rails_t *rails, int r, size_t sent, size_t recv)
+{
+    rails->bytes_sent[r] += sent;
+    rails->bytes_recv[r] += recv;
+    __atomic_fetch_add(&mca_coll_qtopo_component.rail_bytes_sent[r], (unsigned long) sent,
+                       __ATOMIC_RELAXED);
+    __atomic_fetch_add(&mca_coll_qtopo_component.rail_bytes_recv[r], (unsigned long) recv,
+                       __ATOMIC_RELAXED);
+}
+
+/* ---- adaptive weights --------------------------------------------------------------------- */
+
+static bool adapt_due(const mca_coll_qtopo_rails_t *rails, uint64_t call)
+{
+    int every = mca_coll_qtopo_component.rail_adapt_calls;
+
+    return rails->adapt && 0 < every && 0 < call && 0 == call % (uint64_t) every;
+}
+
+void mca_coll_qtopo_rails_offer(mca_coll_qtopo_rails_t *rails, uint64_t call, uint64_t *words)
+{
+    int r;
+
+    if (!adapt_due(rails, call)) {
+        return;
+    }
+    for (r = 0; r < rails->n; ++r) {
+        if (QTOPO_RAIL_MEASURE_MIN <= rails->meas_bytes[r] && 0.0 < rails->meas_sec[r]) {
+            /* KiB/s, at least 1: a rate of 0 would read as "measured dead" */
+            double kib_s = (double) rails->meas_bytes[r] / 1024.0 / rails->meas_sec[r];
+
+            words[r] = 1.0 < kib_s ? (uint64_t) kib_s : 1;
+        }
+        rails->meas_bytes[r] = 0;
+        rails->meas_sec[r] = 0.0;
+    }
+}
+
+void mca_coll_qtopo_rails_accept(mca_coll_qtopo_rails_t *rails, uint64_t call,
+                                 const uint64_t *words, const char *comm_name)
+{
+    char text[256] = "";
+    size_t len = 0;
+    int r;
+
+    if (!adapt_due(rails, call) || !qtopo_rail_adapt_weights(rails->weights, words, rails->n)) {
+        return;
+    }
+    for (r = 0; r < rails->n && len < sizeof(text); ++r) {
+        len += (size_t) snprintf(text + len, sizeof(text) - len, "%s%s %u (%llu KiB/s)",
+                                 0 < r ? ", " : "", rails->name[r], rails->weights[r],
+                                 (unsigned long long) words[r]);
+    }
+    if (0 == rails->rank) {
+        QTOPO_VERBOSE(1, "%s: rail weights at call %llu: %s", comm_name,
+                      (unsigned long long) call, text);
+    }
 }
 
 void mca_coll_qtopo_rails_destroy(mca_coll_qtopo_rails_t *rails, const char *comm_name)
@@ -349,6 +486,7 @@ void mca_coll_qtopo_rails_destroy(mca_coll_qtopo_rails_t *rails, const char *com
     if (NULL == rails) {
         return;
     }
+    unlink_rails(rails);
     for (r = 0; r < rails->n; ++r) {
         QTOPO_VERBOSE(1, "rank %d of %s: rail %d (%s, weight %u): %lu bytes sent, %lu received",
                       rails->rank, comm_name, r, rails->name[r], rails->weights[r],
@@ -480,6 +618,7 @@ static void fill_header(const mca_coll_qtopo_rails_t *rails, bool ready, size_t 
     put_pair(h, HDR_NEED, QTOPO_TRANSPORT_UCX == mca_coll_qtopo_component.transport ? 1 : 2);
     put_pair(h, HDR_POLICY, (uint64_t) mca_coll_qtopo_component.rail_policy);
     put_pair(h, HDR_ADDR_LEN, addr_len);
+    put_pair(h, HDR_ADAPT, rails->adapt ? (uint64_t) mca_coll_qtopo_component.rail_adapt_calls : 0);
     for (r = 0; r < QTOPO_RAILS_MAX; ++r) {
         put_pair(h, HDR_W + 2 * r, ready && r < rails->n ? rails->weights[r] : 0);
     }
@@ -505,6 +644,9 @@ static const char *decide(mca_coll_qtopo_rails_t *rails, const uint64_t *h)
     rails->n = (int) smallest(h, HDR_NRAILS);
     rails->policy = (int) smallest(h, HDR_POLICY);
     rails->slot = (size_t) largest(h, HDR_ADDR_LEN);
+    /* adaptive only where every rank asks for it, at the same interval */
+    rails->adapt = QTOPO_RAIL_STRIPE == rails->policy && 0 < smallest(h, HDR_ADAPT)
+                   && smallest(h, HDR_ADAPT) == largest(h, HDR_ADAPT);
     for (r = 0; r < rails->n; ++r) {
         rails->weights[r] = (unsigned) smallest(h, HDR_W + 2 * r);
         wsum += rails->weights[r];
@@ -647,6 +789,7 @@ void mca_coll_qtopo_rails_setup(mca_coll_qtopo_module_t *m, struct ompi_communic
     rails->size = m->comm_size;
     rails->rank = m->comm_rank;
     rails->comm_id = QTOPO_COMM_ID(comm);
+    pthread_mutex_init(&rails->lock, NULL);
     no = agree_rails(m, comm, rails, true);
     if (NULL == no) {
         rails->addrs = calloc((size_t) rails->size, (size_t) rails->n * rails->slot);
@@ -661,6 +804,7 @@ void mca_coll_qtopo_rails_setup(mca_coll_qtopo_module_t *m, struct ompi_communic
         return;
     }
     report(rails, comm);
+    link_rails(rails);
     m->rails = rails;
 }
 

@@ -17,6 +17,15 @@
  * The transport (coll_qtopo_xport_ucx.c) sends peers on the same node through the PML
  * (shared memory) and cuts every message to another node over the rails
  * (coll_qtopo_railsplit.h).
+ *
+ * Weights that follow the network (coll_qtopo_rail_weights auto, policy stripe): the
+ * transport times every large piece it sends (post to completion, from UCX's send
+ * callback) and adds bytes and seconds per rail. Every coll_qtopo_rail_adapt_calls
+ * calls, each rank offers its measured rate per rail in the per-call agreement
+ * (coll_qtopo_agree.c, words that are MIN-reduced), and every rank derives the new
+ * weights from the reduced rates with the same pure function
+ * (qtopo_rail_adapt_weights, coll_qtopo_railsplit.h): the split stays identical on
+ * every rank, and it changes only between calls.
  */
 
 #ifndef COLL_QTOPO_RAILS_H
@@ -24,6 +33,8 @@
 
 #include "coll_qtopo.h"
 #include "coll_qtopo_railsplit.h"
+
+#include <pthread.h>
 
 #include <ucp/api/ucp.h>
 
@@ -45,6 +56,14 @@ struct mca_coll_qtopo_rails {
     uint8_t *addrs;                             /* worker addresses [peer][rail][slot] */
     size_t slot;
     unsigned long bytes_sent[QTOPO_RAILS_MAX], bytes_recv[QTOPO_RAILS_MAX];
+    /* adaptive weights: on when the weights are auto and the policy stripe */
+    bool adapt;
+    double meas_sec[QTOPO_RAILS_MAX];           /* send time of the timed pieces */
+    unsigned long meas_bytes[QTOPO_RAILS_MAX];  /* ... and their bytes, since the last offer */
+    /* held by the thread running a call on these rails; the progress callback
+     * (opal_progress) only progresses rails nobody holds */
+    pthread_mutex_t lock;
+    mca_coll_qtopo_rails_t *next;               /* every communicator's rails, for it */
 };
 
 /* The endpoint of rail r to communicator rank peer, created on first use; NULL on
@@ -53,5 +72,9 @@ ucp_ep_h mca_coll_qtopo_rails_ep(mca_coll_qtopo_rails_t *rails, int r, int peer)
 
 /* Progresses every rail's worker once. */
 void mca_coll_qtopo_rails_progress(mca_coll_qtopo_rails_t *rails);
+
+/* Adds bytes sent on rail r and received; process totals behind the MPI_T variables
+ * rail_bytes_sent and rail_bytes_recv. */
+void mca_coll_qtopo_rails_count(mca_coll_qtopo_rails_t *rails, int r, size_t sent, size_t recv);
 
 #endif /* COLL_QTOPO_RAILS_H */

@@ -82,3 +82,35 @@ int qtopo_rail_parse_weights(const char *text, unsigned *w, int max)
     }
     return 0 == n || 0 == sum ? -1 : n;
 }
+
+bool qtopo_rail_adapt_weights(unsigned *w, const uint64_t *rate, int R)
+{
+    unsigned __int128 wsum = 0, rsum = 0;
+    int r;
+
+    for (r = 0; r < R; ++r) {
+        if (0 != w[r] && QTOPO_RAIL_NO_RATE == rate[r]) {
+            return false;
+        }
+        wsum += 0 != w[r] ? w[r] : 0;
+        rsum += 0 != w[r] ? rate[r] : 0;
+    }
+    if (0 == wsum) {
+        return false;
+    }
+    for (r = 0; r < R; ++r) {
+        unsigned __int128 old_share, measured;
+        unsigned share;
+
+        if (0 == w[r]) {
+            continue;
+        }
+        old_share = (unsigned __int128) w[r] * QTOPO_RAIL_WEIGHT_SCALE / wsum;
+        /* nothing measured anywhere: the old share stands */
+        measured = 0 != rsum ? (unsigned __int128) rate[r] * QTOPO_RAIL_WEIGHT_SCALE / rsum
+                             : old_share;
+        share = (unsigned) ((old_share + measured) / 2);
+        w[r] = share > QTOPO_RAIL_MIN_SHARE ? share : QTOPO_RAIL_MIN_SHARE;
+    }
+    return true;
+}

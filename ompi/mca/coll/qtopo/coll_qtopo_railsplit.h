@@ -14,7 +14,9 @@
 #ifndef COLL_QTOPO_RAILSPLIT_H
 #define COLL_QTOPO_RAILSPLIT_H
 
+#include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
 
 #define QTOPO_RAILS_MAX 8
 
@@ -37,5 +39,22 @@ size_t qtopo_rail_compact(char *buf, const size_t *offs, const size_t *got, int 
 /* Parses "4,1" (non-negative integers, at most max, not all zero) into w; the count,
  * or -1 when malformed. */
 int qtopo_rail_parse_weights(const char *text, unsigned *w, int max);
+
+/* Adaptive weights: the scale they are kept at, and the smallest share of it a rail
+ * keeps (so that a rail that got slower is still measured and can win back its share). */
+#define QTOPO_RAIL_WEIGHT_SCALE 1000
+#define QTOPO_RAIL_MIN_SHARE 20
+/* A rail's rate that was not measured. */
+#define QTOPO_RAIL_NO_RATE UINT64_MAX
+
+/*
+ * New weights from the agreed ones and the rate measured on each rail (any unit; rate[r]
+ * QTOPO_RAIL_NO_RATE = not measured): each rail with a weight gets half its old share
+ * plus half its share of the measured rates, at least QTOPO_RAIL_MIN_SHARE, on the scale
+ * QTOPO_RAIL_WEIGHT_SCALE; rails of weight 0 stay 0. Integer arithmetic only, so every
+ * rank computes the same weights from the same inputs. Returns false, with w unchanged,
+ * when a rail with a weight has no rate.
+ */
+bool qtopo_rail_adapt_weights(unsigned *w, const uint64_t *rate, int R);
 
 #endif /* COLL_QTOPO_RAILSPLIT_H */

@@ -16,6 +16,10 @@
  * alike), matched with a full mask. So the i-th send between a pair meets the i-th
  * receive whatever the order of arrival, and messages of other communicators (each
  * communicator has its own workers anyway) never match.
+ *
+ * Timing for the adaptive weights: a send piece that UCX did not complete at once gets
+ * a callback that stamps its completion time; the time from posting to that stamp and
+ * the piece's bytes are added to its rail's measurement when the piece is collected.
  */
 
 #include "ompi_config.h"
@@ -38,6 +42,7 @@ typedef struct ucx_req {
     qtopo_req_t pml;                       /* a peer on this node: the PML transport's */
     void *piece[QTOPO_RAILS_MAX];          /* UCX requests still pending */
     size_t off[QTOPO_RAILS_MAX], len[QTOPO_RAILS_MAX], got[QTOPO_RAILS_MAX];
+    double posted, done_at[QTOPO_RAILS_MAX]; /* sends: completion times (0: not stamped) */
     int nrails;
     char *buf;
     bool recv, failed;
@@ -99,6 +104,14 @@ static void recv_done(void *request, ucs_status_t status, const ucp_tag_recv_inf
     }
 }
 
+/* Completion of a sent piece: when. */
+static void send_done(void *request, ucs_status_t status, void *user_data)
+{
+    (void) request;
+    (void) status;
+    *(double *) user_data = qtopo_now();
+}
+
 /* Posts piece r of a message of u (send or receive). */
 static int post_piece(mca_coll_qtopo_rails_t *rails, ucx_req_t *u, int r, int peer, ucp_tag_t tag)
 {
@@ -121,8 +134,12 @@ static int post_piece(mca_coll_qtopo_rails_t *rails, ucx_req_t *u, int r, int pe
         if (NULL == ep) {
             return QTOPO_XPORT_ERR;
         }
+        param.op_attr_mask = UCP_OP_ATTR_FIELD_CALLBACK | UCP_OP_ATTR_FIELD_USER_DATA;
+        param.cb.send = send_done;
+        param.user_data = &u->done_at[r];
+        u->done_at[r] = 0.0;
         p = ucp_tag_send_nbx(ep, u->buf + u->off[r], u->len[r], tag, &param);
-        rails->bytes_sent[r] += u->len[r];
+        mca_coll_qtopo_rails_count(rails, r, u->len[r], 0);
         u->got[r] = u->len[r];
     }
     if (UCS_PTR_IS_ERR(p)) {
@@ -152,6 +169,7 @@ static int post(qtopo_xport_t *x, int peer, void *buf, size_t bytes, qtopo_req_t
                     : c->pml_x.isend(&c->pml_x, peer, buf, bytes, &u->pml);
     }
     u->nrails = rails->n;
+    u->posted = qtopo_now();
     message_weights(rails, recv ? crank : rails->rank, w);
     qtopo_rail_split(bytes, w, rails->n, u->len);
     qtopo_rail_offsets(u->len, rails->n, u->off);
@@ -213,7 +231,10 @@ static bool step(mca_coll_qtopo_rails_t *rails, ucx_req_t *u)
             u->failed = true;
         }
         if (u->recv && UCS_OK == st) {
-            rails->bytes_recv[r] += u->got[r];
+            mca_coll_qtopo_rails_count(rails, r, 0, u->got[r]);
+        } else if (UCS_OK == st && 0.0 < u->done_at[r]) {
+            rails->meas_bytes[r] += u->len[r];
+            rails->meas_sec[r] += u->done_at[r] - u->posted;
         }
         ucp_request_free(u->piece[r]);
         u->piece[r] = NULL;
