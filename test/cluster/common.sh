@@ -75,6 +75,16 @@ qt_check() {
     fi
 }
 
+# qt_run_expect PATTERN [run.sh args] -- prog args: the run must succeed and print
+# PATTERN; its output is in $WORK/out.
+qt_run_expect() {
+    local pattern=$1
+    shift
+    "$QT_HERE/run.sh" --timeout 300 "$@" >"$WORK/out" 2>&1 || { cat "$WORK/out"; return 1; }
+    cat "$WORK/out"
+    grep -q -- "$pattern" "$WORK/out"
+}
+
 # Print "N passed, M failed"; succeed only without failures.
 qt_summary() {
     echo "$QT_PASSED passed, $QT_FAILED failed"

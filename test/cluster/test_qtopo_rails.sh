@@ -33,15 +33,6 @@ ON=("${BASE[@]}" --mca coll_qtopo_transport ucx)
 NODES=4
 MIB16=4194304 # floats
 
-# run_expect PATTERN [run.sh args] -- prog args: the run must succeed and print PATTERN.
-run_expect() {
-    local pattern=$1
-    shift
-    "$RUN" --timeout 300 "$@" >"$WORK/out" 2>&1 || { cat "$WORK/out"; return 1; }
-    cat "$WORK/out"
-    grep -q -- "$pattern" "$WORK/out"
-}
-
 # Bytes sent on rail R, summed over the nodes.
 tx_bytes() {
     local i sum=0 v
@@ -79,7 +70,7 @@ ratio_within() {
 # The MPI_T counter rail_bytes_sent of rank 0 (examples/qtopo_pvars) splits 3:1 within
 # 10% with weights 3,1.
 pvar_ratio() {
-    run_expect "rail_bytes_sent\[1\]" "${ON[@]}" --mca coll_qtopo_rail_weights 3,1 -- \
+    qt_run_expect "rail_bytes_sent\[1\]" "${ON[@]}" --mca coll_qtopo_rail_weights 3,1 -- \
         "$BUILD/examples/qtopo_pvars" "$MIB16" || return 1
     awk '$1 ~ /rail_bytes_sent\[0\]/ { a = $2 } $1 ~ /rail_bytes_sent\[1\]/ { b = $2 }
          END { r = a / (b > 0 ? b : 1); print "pvar ratio", r; exit !(r > 2.7 && r < 3.3) }' \
@@ -90,7 +81,7 @@ pvar_ratio() {
 # speed) and are re-estimated every 2 calls: after 24 calls rail0's weight is 2.5-6
 # times rail1's (the link ratio is 4; without adaptation it stays 1).
 adapts_to_4_to_1() {
-    run_expect "rail weights at call 24" "${ON[@]}" --mca coll_qtopo_verbose 1 \
+    qt_run_expect "rail weights at call 24" "${ON[@]}" --mca coll_qtopo_verbose 1 \
         --mca coll_qtopo_rail_adapt_calls 2 -- "$WORK/mpi_probe" "$MIB16" 24 || return 1
     grep "rail weights at call 24" "$WORK/out" |
         sed -E 's/.*rail0 ([0-9]+) .*rail1 ([0-9]+) .*/\1 \2/' |
@@ -111,21 +102,21 @@ mpicc -O2 -o "$WORK/mpi_probe" "$HERE/mpi_probe.c"
 "$CLUSTER" down >/dev/null
 
 qt_check "up 4 nodes x 2 rails" "$CLUSTER" up "$NODES" 2
-qt_check "stripe: lossless exact, rails in use" run_expect "2 rails, policy stripe" \
+qt_check "stripe: lossless exact, rails in use" qt_run_expect "2 rails, policy stripe" \
     "${ON[@]}" --mca coll_qtopo_verbose 1 -- "$BUILD/test/mpi/test_allreduce" --expect on
 qt_check "stripe: no failures" grep -q " 0 failed" "$WORK/out"
-qt_check "stripe: lossless split-rail exact" run_expect " 0 failed" \
+qt_check "stripe: lossless split-rail exact" qt_run_expect " 0 failed" \
     "${ON[@]}" --mca coll_qtopo_hier_min_bytes 0 --mca coll_qtopo_rail_weights 3,1 -- \
     "$BUILD/test/mpi/test_allreduce" --expect on
-qt_check "stripe: 8-bit split-rail equals the model" run_expect " 0 failed" \
+qt_check "stripe: 8-bit split-rail equals the model" qt_run_expect " 0 failed" \
     "${ON[@]}" --mca coll_qtopo_bits 8 -- "$BUILD/test/mpi/test_quantized" --quick
-qt_check "stripe: 4-bit flat equals the model" run_expect " 0 failed" \
+qt_check "stripe: 4-bit flat equals the model" qt_run_expect " 0 failed" \
     "${ON[@]}" --mca coll_qtopo_bits 4 --mca coll_qtopo_algorithm flat -- \
     "$BUILD/test/mpi/test_quantized" --quick
-qt_check "aligned: lossless flat exact" run_expect " 0 failed" \
+qt_check "aligned: lossless flat exact" qt_run_expect " 0 failed" \
     "${ON[@]}" --mca coll_qtopo_rail_policy aligned --mca coll_qtopo_algorithm flat -- \
     "$BUILD/test/mpi/test_allreduce" --expect on
-qt_check "aligned: 8-bit split-rail equals the model" run_expect " 0 failed" \
+qt_check "aligned: 8-bit split-rail equals the model" qt_run_expect " 0 failed" \
     "${ON[@]}" --mca coll_qtopo_rail_policy aligned --mca coll_qtopo_bits 8 -- \
     "$BUILD/test/mpi/test_quantized" --quick
 qt_check "bytes per rail follow weights 3,1 (split-rail)" ratio_within 3 3,1
@@ -133,7 +124,7 @@ qt_check "bytes per rail follow weights 1,1 (flat)" ratio_within 1 1,1 \
     --mca coll_qtopo_algorithm flat
 qt_check "weight 0: rail1 carries no allreduce bytes" rail1_idle
 qt_check "MPI_T rail_bytes_sent follows weights 3,1" pvar_ratio
-qt_check "transport pml: rails unused" run_expect "inter-node traffic through the PML" \
+qt_check "transport pml: rails unused" qt_run_expect "inter-node traffic through the PML" \
     "${BASE[@]}" --mca coll_qtopo_transport pml --mca coll_qtopo_verbose 1 -- \
     "$WORK/mpi_probe" 65536 1
 qt_check "down" "$CLUSTER" down

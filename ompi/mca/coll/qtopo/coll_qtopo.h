@@ -45,8 +45,13 @@ enum {
  */
 #define QTOPO_TAG_OFF (QTOPO_TAG_FAR_END + 1)   /* "qtopo is off here" notice */
 #define QTOPO_TAG_AGREE (QTOPO_TAG_FAR_END + 2) /* the per-call agreement */
-#define QTOPO_TAG_DATA (QTOPO_TAG_FAR_END + 3)  /* the algorithms' messages */
 #define QTOPO_TAG_RAILS (QTOPO_TAG_FAR_END + 4) /* the rail setup's exchanges */
+#define QTOPO_TAG_FAILOVER (QTOPO_TAG_FAR_END + 5) /* "a rail failed in this call" notice */
+/* The algorithms' messages: one tag per rail-failover epoch of the communicator (mod
+ * QTOPO_DATA_EPOCHS), so that messages of a call abandoned at a rail failure can never
+ * match those of the call's redo or of later calls (coll_qtopo_agree.c). */
+#define QTOPO_DATA_EPOCHS 4096
+#define QTOPO_TAG_DATA(epoch) (QTOPO_TAG_FAR_END + 16 + (int) ((epoch) % QTOPO_DATA_EPOCHS))
 
 /* The parameters that decide what goes on the wire, read once per call (under the
  * MPI_T lock, so an MPI_T write from another thread cannot tear them) and compared
@@ -134,6 +139,7 @@ typedef struct mca_coll_qtopo_component_t {
     char *rail_weights;
     int rail_policy;
     int rail_adapt_calls;
+    double rail_timeout; /* seconds without progress before a rail is suspected */
 
     int output; /* opal_output stream, verbosity = coll_qtopo_verbose */
     mca_coll_qtopo_counters_t counters;
@@ -192,6 +198,11 @@ typedef struct mca_coll_qtopo_module_t {
      * when the communicator's inter-node traffic goes through the PML */
     bool rails_decided;
     mca_coll_qtopo_rails_t *rails;
+    /* rail failovers so far on this communicator (agreed): picks the data tags */
+    uint32_t epoch;
+    /* a copy of an in-place call's input while it runs on rails, for a redo */
+    float *saved;
+    size_t saved_size;
 
     mca_coll_qtopo_counters_t counters; /* this communicator's share */
     int comm_size, comm_rank;
@@ -243,17 +254,35 @@ mca_coll_qtopo_verdict_t mca_coll_qtopo_agree(mca_coll_qtopo_module_t *m,
                                               struct ompi_communicator_t *comm,
                                               const mca_coll_qtopo_settings_t *s, size_t count,
                                               bool ready, int *labels, uint64_t *rail_words);
-/* Waits for one PML request, watching for an "off" notice from any rank (and, with
- * foreign, for a rank running MPI_Allreduce through another component). OMPI_SUCCESS
- * when it completed; OMPI_ERR_UNREACH on a notice, OMPI_ERR_NOT_AVAILABLE on a foreign
- * allreduce, the request still pending in both cases. */
+/* What a wait watches for besides its request (flags of mca_coll_qtopo_wait_watched). */
+#define QTOPO_WATCH_FOREIGN 1  /* a rank running MPI_Allreduce through another component */
+#define QTOPO_WATCH_FAILOVER 2 /* a rail-failover notice of the running call */
+/* Waits for one PML request, watching for an "off" notice from any rank and what
+ * `watch` says. OMPI_SUCCESS when it completed; OMPI_ERR_UNREACH on an off or failover
+ * notice, OMPI_ERR_NOT_AVAILABLE on a foreign allreduce, the request still pending in
+ * those cases. */
 int mca_coll_qtopo_wait_watched(struct ompi_communicator_t *comm, ompi_request_t **req,
-                                ompi_status_public_t *status, bool foreign);
-/* An "off" notice from some rank is waiting (it is received): for waits that poll
- * other requests than the PML's. */
-bool mca_coll_qtopo_off_noticed(struct ompi_communicator_t *comm);
+                                ompi_status_public_t *status, int watch);
+/* Which notice from some rank is waiting (an off notice first), for waits that poll
+ * other requests than the PML's and for the end of a failed call. */
+enum { QTOPO_NOTICE_NONE, QTOPO_NOTICE_OFF, QTOPO_NOTICE_FAILOVER };
+int mca_coll_qtopo_notice(struct ompi_communicator_t *comm);
 /* After a failure inside a call on this rank: tells every rank that qtopo is off. */
 void mca_coll_qtopo_notify_off(mca_coll_qtopo_module_t *m, struct ompi_communicator_t *comm);
+/* After a rail failure seen by this rank inside a call: tells every rank. */
+void mca_coll_qtopo_notify_failover(struct ompi_communicator_t *comm);
+
+/* The end of a call that ran on rails (protocol in coll_qtopo_agree.c). In: this rank's
+ * outcome and suspect[r] (this rank's rank where it saw rail r fail, else UINT64_MAX).
+ * Out: whether every rank succeeded or can redo, and suspect[r] = the lowest rank that
+ * saw rail r fail. Failover notices of the call are received before it returns. */
+typedef struct mca_coll_qtopo_call_end {
+    bool ok, can_redo, notified;
+    uint64_t suspect[QTOPO_RAILS_MAX];
+    double agreed_at; /* qtopo_now() when it completed */
+} mca_coll_qtopo_call_end_t;
+int mca_coll_qtopo_agree_end(mca_coll_qtopo_module_t *m, struct ompi_communicator_t *comm,
+                             mca_coll_qtopo_call_end_t *e);
 
 /* coll_qtopo_module.c */
 int mca_coll_qtopo_init_query(bool enable_progress_threads, bool enable_mpi_threads);
@@ -274,12 +303,17 @@ bool mca_coll_qtopo_topo_hier_ok(const mca_coll_qtopo_module_t *m);
 typedef struct mca_coll_qtopo_pml_ctx_t {
     struct ompi_communicator_t *comm;
     const int *ranks;
+    int tag;         /* QTOPO_TAG_DATA(epoch) */
     bool fail_waits; /* fault injection: every wait fails */
 } mca_coll_qtopo_pml_ctx_t;
 
 void mca_coll_qtopo_xport_pml_init(qtopo_xport_t *x, mca_coll_qtopo_pml_ctx_t *ctx,
                                    struct ompi_communicator_t *comm, const int *ranks,
-                                   int rank, int size);
+                                   int rank, int size, int tag);
+/* The abandon of one pending request of that transport, if it is a receive (recvs) or a
+ * send (!recvs): a receive is cancelled, a send gets until `deadline` (qtopo_now() time)
+ * to complete, then is detached. For transports built on this one. */
+void mca_coll_qtopo_xport_pml_drop(qtopo_req_t *req, bool recvs, double deadline);
 
 #if QTOPO_HAVE_UCX
 /* coll_qtopo_rails.c: called by every rank at the first call qtopo runs on comm (after
@@ -294,6 +328,16 @@ void mca_coll_qtopo_rails_destroy(mca_coll_qtopo_rails_t *rails, const char *com
 void mca_coll_qtopo_rails_offer(mca_coll_qtopo_rails_t *rails, uint64_t call, uint64_t *words);
 void mca_coll_qtopo_rails_accept(mca_coll_qtopo_rails_t *rails, uint64_t call,
                                  const uint64_t *words, const char *comm_name);
+/* Whether any rail is still in service. */
+bool mca_coll_qtopo_rails_usable(const mca_coll_qtopo_rails_t *rails);
+/* This rank saw rail trouble in the running call; the suspects for the end agreement
+ * (UINT64_MAX where none), and forgets them. */
+bool mca_coll_qtopo_rails_troubled(const mca_coll_qtopo_rails_t *rails);
+void mca_coll_qtopo_rails_take_suspects(mca_coll_qtopo_rails_t *rails, uint64_t *suspect);
+/* Takes the rails that the end agreement found failed out of service (the same on every
+ * rank), and starts the agreed epoch; one warning per failed rail. */
+void mca_coll_qtopo_rails_fail(mca_coll_qtopo_rails_t *rails, const uint64_t *suspect,
+                               uint32_t epoch, const char *comm_name);
 /* The thread running a call on the rails holds them (see the progress callback). */
 void mca_coll_qtopo_rails_hold(mca_coll_qtopo_rails_t *rails);
 void mca_coll_qtopo_rails_release(mca_coll_qtopo_rails_t *rails);
@@ -313,7 +357,7 @@ typedef struct mca_coll_qtopo_ucx_ctx_t {
 void mca_coll_qtopo_xport_ucx_init(qtopo_xport_t *x, mca_coll_qtopo_ucx_ctx_t *ctx,
                                    mca_coll_qtopo_rails_t *rails,
                                    struct ompi_communicator_t *comm, const int *ranks, int rank,
-                                   int size);
+                                   int size, int tag);
 #endif
 
 /* coll_qtopo_allreduce.c */

@@ -50,7 +50,37 @@
  * Why it cannot deadlock: every wait here and in the transport watches for the notice;
  * each rank that gives up on qtopo for good sends it to all ranks before it hands any
  * call on; and an agreement that a rank abandoned is never resumed (qtopo is off), so
- * no stale agreement message is ever matched by a later one.
+ * no stale agreement message is ever matched by a later one. Notices are never
+ * received, only probed: once one has arrived every later look sees it, which is what
+ * "off for good" needs (the few bytes stay queued until the communicator is freed).
+ *
+ * Rail failover (calls on qtopo's own rails, coll_qtopo_rails.h). The PML path stays
+ * healthy by assumption (its own interface is outside qtopo's failover); a rail may fail.
+ *
+ *   1. A rank whose transport sees a rail fail (a UCX error, or no progress for
+ *      coll_qtopo_rail_timeout while pieces on that rail are pending) abandons its
+ *      requests and sends a failover notice (QTOPO_TAG_FAILOVER) to every rank. Every
+ *      wait inside a call watches for it, so ranks waiting for data that may never come
+ *      abandon too; ranks that completed the call are not interrupted.
+ *   2. Every call on rails ends with the end agreement, a dissemination MIN over the
+ *      PML of: ok (this rank completed the call), can_redo (it still has its input) and,
+ *      per rail, the lowest rank that saw it fail. Its waits watch for "off" notices
+ *      only. Every rank gets there: those that completed, those that failed, and those
+ *      woken by a notice; so it completes on every rank with the same vector.
+ *   3. All ok: the call returns. Otherwise a second dissemination tells every rank which
+ *      ranks sent notices, and each receives exactly the ones addressed to it (they were
+ *      sent before their senders entered step 2, so they arrive), leaving none to
+ *      disturb a later call. Then every rank takes the rails that some rank saw fail out
+ *      of service (all of them if none was named), starts the next epoch, which gives
+ *      the call's messages new tags on the PML and on the rails, so that nothing left
+ *      over from the abandoned attempt can match, and redoes the call from its input
+ *      over the rails left, or the PML when none is left. If any rank cannot redo (no
+ *      memory for a copy of its in-place input), every rank fails the call as above
+ *      (qtopo off, an error returned).
+ *
+ * It cannot deadlock: steps 1 and 2 wait only on the PML or on watched rails, every
+ * rank enters step 2 exactly once per attempt, and each failed attempt takes at least
+ * one rail out of service, so a call makes at most (rails + 1) attempts.
  */
 
 #include "ompi_config.h"
@@ -73,26 +103,17 @@ enum {
 /* How often a waiting loop looks for notices (every that many polls of its request). */
 #define QTOPO_WATCH_EVERY 64
 
-/* A message with `tag` from any rank is waiting; it is received (so notices do not pile
- * up in the PML's queue of unexpected messages) when `consume`. */
-static bool message_waiting(struct ompi_communicator_t *comm, int tag, bool consume)
+/* A message with `tag` from any rank is waiting (it stays queued). */
+static bool message_waiting(struct ompi_communicator_t *comm, int tag)
 {
     ompi_status_public_t st;
-    uint64_t word;
     int found = 0;
 
-    if (OMPI_SUCCESS != MCA_PML_CALL(iprobe(MPI_ANY_SOURCE, tag, comm, &found, &st))
-        || !found) {
-        return false;
-    }
-    if (consume) {
-        (void) MCA_PML_CALL(recv(&word, sizeof(word), MPI_BYTE, st.MPI_SOURCE, tag, comm, &st));
-    }
-    return true;
+    return OMPI_SUCCESS == MCA_PML_CALL(iprobe(MPI_ANY_SOURCE, tag, comm, &found, &st)) && found;
 }
 
 int mca_coll_qtopo_wait_watched(struct ompi_communicator_t *comm, ompi_request_t **req,
-                                ompi_status_public_t *status, bool foreign)
+                                ompi_status_public_t *status, int watch)
 {
     unsigned long polls = 0;
     int done = 0;
@@ -109,33 +130,49 @@ int mca_coll_qtopo_wait_watched(struct ompi_communicator_t *comm, ompi_request_t
         if (0 != ++polls % QTOPO_WATCH_EVERY) {
             continue;
         }
-        if (message_waiting(comm, QTOPO_TAG_OFF, true)) {
+        if (message_waiting(comm, QTOPO_TAG_OFF)
+            || (0 != (watch & QTOPO_WATCH_FAILOVER) && message_waiting(comm, QTOPO_TAG_FAILOVER))) {
             return OMPI_ERR_UNREACH;
         }
-        if (foreign && message_waiting(comm, MCA_COLL_BASE_TAG_ALLREDUCE, false)) {
+        if (0 != (watch & QTOPO_WATCH_FOREIGN)
+            && message_waiting(comm, MCA_COLL_BASE_TAG_ALLREDUCE)) {
             return OMPI_ERR_NOT_AVAILABLE;
         }
     }
 }
 
-bool mca_coll_qtopo_off_noticed(struct ompi_communicator_t *comm)
+int mca_coll_qtopo_notice(struct ompi_communicator_t *comm)
 {
-    return message_waiting(comm, QTOPO_TAG_OFF, true);
+    if (message_waiting(comm, QTOPO_TAG_OFF)) {
+        return QTOPO_NOTICE_OFF;
+    }
+    return message_waiting(comm, QTOPO_TAG_FAILOVER) ? QTOPO_NOTICE_FAILOVER : QTOPO_NOTICE_NONE;
 }
 
-void mca_coll_qtopo_notify_off(mca_coll_qtopo_module_t *m, struct ompi_communicator_t *comm)
+/* Eight bytes to every other rank; they go eagerly: the send completes without the
+ * receiver. */
+static void notify_all(struct ompi_communicator_t *comm, int tag)
 {
     uint64_t word = 1;
     int r;
 
-    m->off = true;
     for (r = 0; r < ompi_comm_size(comm); ++r) {
         if (r != ompi_comm_rank(comm)) {
-            /* eight bytes go eagerly: the send completes without the receiver */
-            (void) MCA_PML_CALL(send(&word, sizeof(word), MPI_BYTE, r, QTOPO_TAG_OFF,
+            (void) MCA_PML_CALL(send(&word, sizeof(word), MPI_BYTE, r, tag,
                                      MCA_PML_BASE_SEND_STANDARD, comm));
         }
     }
+}
+
+void mca_coll_qtopo_notify_failover(struct ompi_communicator_t *comm)
+{
+    notify_all(comm, QTOPO_TAG_FAILOVER);
+}
+
+void mca_coll_qtopo_notify_off(mca_coll_qtopo_module_t *m, struct ompi_communicator_t *comm)
+{
+    m->off = true;
+    notify_all(comm, QTOPO_TAG_OFF);
 }
 
 static void put_pair(uint64_t *v, int i, uint64_t value)
@@ -172,9 +209,9 @@ static void fill_vector(const mca_coll_qtopo_module_t *m, const mca_coll_qtopo_s
 }
 
 /* One round: send v to the rank dist ahead, receive from the rank dist behind, MIN;
- * foreign: watch for ranks running another allreduce (see confirm_hand_on). */
+ * watch: QTOPO_WATCH_* (see confirm_hand_on). */
 static int agree_round(mca_coll_qtopo_module_t *m, struct ompi_communicator_t *comm,
-                       uint64_t *v, uint64_t *in, int n, int dist, bool foreign)
+                       uint64_t *v, uint64_t *in, int n, int dist, int watch)
 {
     int size = ompi_comm_size(comm), rank = ompi_comm_rank(comm), rc, i;
     ompi_request_t *sreq = MPI_REQUEST_NULL, *rreq = MPI_REQUEST_NULL;
@@ -188,13 +225,13 @@ static int agree_round(mca_coll_qtopo_module_t *m, struct ompi_communicator_t *c
                                 MCA_PML_BASE_SEND_STANDARD, comm, &sreq));
     }
     if (OMPI_SUCCESS == rc) {
-        rc = mca_coll_qtopo_wait_watched(comm, &rreq, &st, foreign);
+        rc = mca_coll_qtopo_wait_watched(comm, &rreq, &st, watch);
     }
     if (OMPI_SUCCESS == rc && st._ucount != bytes) {
         rc = OMPI_ERR_BAD_PARAM; /* a rank sent another vector: labels on one side only */
     }
     if (OMPI_SUCCESS == rc) {
-        rc = mca_coll_qtopo_wait_watched(comm, &sreq, &st, foreign);
+        rc = mca_coll_qtopo_wait_watched(comm, &sreq, &st, watch);
     }
     if (OMPI_SUCCESS != rc) {
         /* abandoned for good (qtopo goes off): the send may never be received, so its
@@ -228,13 +265,13 @@ static void all_off(mca_coll_qtopo_module_t *m, struct ompi_communicator_t *comm
 
 /* The whole agreement, all rounds. */
 static int disseminate(mca_coll_qtopo_module_t *m, struct ompi_communicator_t *comm,
-                       uint64_t *v, int n, bool foreign)
+                       uint64_t *v, int n, int watch)
 {
     int size = ompi_comm_size(comm), dist, rc = OMPI_SUCCESS;
     uint64_t *in = m->agree_buf + QTOPO_AGREE_FIXED + size;
 
     for (dist = 1; OMPI_SUCCESS == rc && dist < size; dist *= 2) {
-        rc = agree_round(m, comm, v, in, n, dist, foreign);
+        rc = agree_round(m, comm, v, in, n, dist, watch);
     }
     return rc;
 }
@@ -249,7 +286,7 @@ static int confirm_hand_on(mca_coll_qtopo_module_t *m, struct ompi_communicator_
     uint64_t *v = m->agree_buf;
 
     v[0] = 0;
-    return disseminate(m, comm, v, 1, false);
+    return disseminate(m, comm, v, 1, 0);
 }
 
 /* Names the settings that differ, once per communicator and combination. */
@@ -318,7 +355,7 @@ mca_coll_qtopo_verdict_t mca_coll_qtopo_agree(mca_coll_qtopo_module_t *m,
     int rc;
 
     fill_vector(m, s, count, ready, labels, rail_words, size, v);
-    rc = disseminate(m, comm, v, n, true);
+    rc = disseminate(m, comm, v, n, QTOPO_WATCH_FOREIGN);
     if (OMPI_SUCCESS == rc) {
         memcpy(rail_words, v + AG_RAILS, QTOPO_RAILS_MAX * sizeof(*v));
         verdict = verdict_of(m, comm, v, labels);
@@ -341,4 +378,59 @@ mca_coll_qtopo_verdict_t mca_coll_qtopo_agree(mca_coll_qtopo_module_t *m,
     }
     mca_coll_qtopo_notify_off(m, comm);
     return QTOPO_OFF;
+}
+
+/* ---- the end of a call on rails (protocol at the top) ---------------------------------- */
+
+enum {
+    END_OK,
+    END_CAN_REDO,
+    END_SUSPECT, /* QTOPO_RAILS_MAX words */
+    END_WORDS = END_SUSPECT + QTOPO_RAILS_MAX
+};
+
+/* Step 3's notices: which ranks sent one (word r is 0 when rank r did), then exactly
+ * those addressed to this rank are received. */
+static int receive_notices(mca_coll_qtopo_module_t *m, struct ompi_communicator_t *comm,
+                           bool notified)
+{
+    int size = ompi_comm_size(comm), i, expected = 0, rc;
+    uint64_t *v = m->agree_buf, word;
+
+    for (i = 0; i < size; ++i) {
+        v[i] = UINT64_MAX;
+    }
+    v[m->comm_rank] = notified ? 0 : UINT64_MAX;
+    rc = disseminate(m, comm, v, size, 0);
+    for (i = 0; OMPI_SUCCESS == rc && i < size; ++i) {
+        expected += i != m->comm_rank && 0 == v[i];
+    }
+    for (i = 0; OMPI_SUCCESS == rc && i < expected; ++i) {
+        rc = MCA_PML_CALL(recv(&word, sizeof(word), MPI_BYTE, MPI_ANY_SOURCE, QTOPO_TAG_FAILOVER,
+                               comm, MPI_STATUS_IGNORE));
+    }
+    return rc;
+}
+
+int mca_coll_qtopo_agree_end(mca_coll_qtopo_module_t *m, struct ompi_communicator_t *comm,
+                             mca_coll_qtopo_call_end_t *e)
+{
+    uint64_t *v = m->agree_buf;
+    int r, rc;
+
+    v[END_OK] = e->ok ? 1 : 0;
+    v[END_CAN_REDO] = e->can_redo ? 1 : 0;
+    memcpy(v + END_SUSPECT, e->suspect, sizeof(e->suspect));
+    rc = disseminate(m, comm, v, END_WORDS, 0);
+    if (OMPI_SUCCESS != rc) {
+        return rc;
+    }
+    e->ok = 1 == v[END_OK];
+    e->can_redo = 1 == v[END_CAN_REDO];
+    for (r = 0; r < QTOPO_RAILS_MAX; ++r) {
+        e->suspect[r] = v[END_SUSPECT + r];
+    }
+    rc = e->ok ? OMPI_SUCCESS : receive_notices(m, comm, e->notified);
+    e->agreed_at = qtopo_now();
+    return rc;
 }

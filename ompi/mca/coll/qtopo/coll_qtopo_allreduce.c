@@ -153,7 +153,7 @@ static int exchange_samples(struct ompi_communicator_t *comm, int rank, int n, d
     qtopo_xport_t x;
     int p, rc = QTOPO_XPORT_OK;
 
-    mca_coll_qtopo_xport_pml_init(&x, &ctx, comm, NULL, rank, n);
+    mca_coll_qtopo_xport_pml_init(&x, &ctx, comm, NULL, rank, n, QTOPO_TAG_DATA(0));
     for (p = 0; p < 2 * n; ++p) {
         reqs[p] = (qtopo_req_t) QTOPO_REQ_INIT;
     }
@@ -214,9 +214,13 @@ static bool use_hier(const mca_coll_qtopo_module_t *m, const mca_coll_qtopo_sett
     return QTOPO_ALG_HIER == s->algorithm || 32 != call->bits || bytes >= s->hier_min_bytes;
 }
 
+/* Pinned memory (sends of an abandoned call may still read it) is left allocated. */
 static void release_scratch(mca_coll_qtopo_module_t *m)
 {
-    free(m->scratch);
+    if (!m->scratch_pinned) {
+        free(m->scratch);
+    }
+    m->scratch_pinned = false;
     m->scratch = NULL;
     m->scratch_size = 0;
 }
@@ -444,20 +448,33 @@ typedef struct xport_ctx {
 #endif
 } xport_ctx_t;
 
+/* The call goes over qtopo's rails (agreed at setup; a rail failure takes rails out of
+ * service on every rank alike). */
+static bool on_rails(const mca_coll_qtopo_module_t *m)
+{
+#if QTOPO_HAVE_UCX
+    return NULL != m->rails && mca_coll_qtopo_rails_usable(m->rails);
+#else
+    (void) m;
+    return false;
+#endif
+}
+
 /* The transport across nodes to the ranks `ranks` (NULL: all) of comm: the rails where
- * the communicator has them (agreed), else the PML. */
+ * the communicator has them, else the PML. */
 static void network_xport(const mca_coll_qtopo_module_t *m, bool fail_waits, qtopo_xport_t *x,
                           xport_ctx_t *ctx, struct ompi_communicator_t *comm, const int *ranks,
                           int rank, int size)
 {
 #if QTOPO_HAVE_UCX
-    if (NULL != m->rails) {
-        mca_coll_qtopo_xport_ucx_init(x, &ctx->ucx, m->rails, comm, ranks, rank, size);
+    if (on_rails(m)) {
+        mca_coll_qtopo_xport_ucx_init(x, &ctx->ucx, m->rails, comm, ranks, rank, size,
+                                      QTOPO_TAG_DATA(m->epoch));
         ctx->ucx.fail_waits = fail_waits;
         return;
     }
 #endif
-    mca_coll_qtopo_xport_pml_init(x, &ctx->pml, comm, ranks, rank, size);
+    mca_coll_qtopo_xport_pml_init(x, &ctx->pml, comm, ranks, rank, size, QTOPO_TAG_DATA(m->epoch));
     ctx->pml.fail_waits = fail_waits;
 }
 
@@ -497,7 +514,7 @@ static int run_hier(const mca_coll_qtopo_module_t *m, bool fail_waits,
     a.quantize = 32 != call->bits;
     a.sra = *sra;
     mca_coll_qtopo_xport_pml_init(&node_x, &node_ctx, comm, t->node_ranks, t->local_rank,
-                                  t->local_size);
+                                  t->local_size, QTOPO_TAG_DATA(m->epoch));
     node_ctx.fail_waits = fail_waits;
     network_xport(m, fail_waits, &rail_x, &rail_ctx, comm, t->rail_ranks, t->rail_index,
                   t->rail_size);
@@ -580,6 +597,89 @@ static int run_call(mca_coll_qtopo_module_t *m, const mca_coll_qtopo_settings_t 
     return OMPI_SUCCESS;
 }
 
+/* The input of a call on rails, kept for a redo after a rail failure: the send buffer,
+ * or a copy of an in-place call's input (NULL when there is no memory for it). */
+static const float *keep_input(mca_coll_qtopo_module_t *m, const float *src, const float *rbuf,
+                               size_t count)
+{
+    size_t bytes = count * sizeof(float);
+
+    if (src != rbuf) {
+        return src; /* MPI forbids the buffers to overlap: the algorithms never write it */
+    }
+    if (m->saved_size < bytes) {
+        free(m->saved);
+        m->saved = malloc(bytes);
+        m->saved_size = NULL != m->saved ? bytes : 0;
+    }
+    if (NULL != m->saved) {
+        memcpy(m->saved, src, bytes);
+    }
+    return m->saved;
+}
+
+/*
+ * A call on rails, with the failover protocol of coll_qtopo_agree.c: every attempt ends
+ * with the end agreement; after a rail failure every rank takes the same rails out of
+ * service, starts the next epoch and redoes the call from its input, over the rails
+ * left or the PML. A failure that is not a rail's (or an "off" notice) returns the error
+ * at once, as on the PML: the caller turns qtopo off on every rank.
+ */
+static int run_with_failover(mca_coll_qtopo_module_t *m, const mca_coll_qtopo_settings_t *s,
+                             const float *src, float *rbuf, size_t count,
+                             struct ompi_communicator_t *comm, qtopo_call_t *call)
+{
+#if QTOPO_HAVE_UCX
+    const float *input = NULL;
+    int rc;
+
+    while (on_rails(m)) {
+        mca_coll_qtopo_call_end_t e;
+        double t0 = qtopo_now(), t1;
+        bool troubled;
+        int notice;
+
+        if (NULL == input) {
+            input = keep_input(m, src, rbuf, count);
+            rc = run_call(m, s, src, rbuf, count, comm, call);
+        } else {
+            rc = run_call(m, s, input, rbuf, count, comm, call);
+        }
+        troubled = mca_coll_qtopo_rails_troubled(m->rails);
+        notice = OMPI_SUCCESS == rc ? QTOPO_NOTICE_NONE : mca_coll_qtopo_notice(comm);
+        if (QTOPO_NOTICE_OFF == notice
+            || (OMPI_SUCCESS != rc && !troubled && QTOPO_NOTICE_FAILOVER != notice)) {
+            return rc;
+        }
+        if (troubled) {
+            mca_coll_qtopo_notify_failover(comm);
+        }
+        t1 = qtopo_now();
+        e.ok = OMPI_SUCCESS == rc && !troubled;
+        e.can_redo = NULL != input;
+        e.notified = troubled;
+        mca_coll_qtopo_rails_take_suspects(m->rails, e.suspect);
+        rc = mca_coll_qtopo_agree_end(m, comm, &e);
+        if (OMPI_SUCCESS != rc || e.ok) {
+            return rc;
+        }
+        if (!e.can_redo) {
+            return OMPI_ERROR;
+        }
+        /* the abandoned attempt may have left sends that read the scratch memory */
+        m->scratch_pinned = true;
+        m->epoch++;
+        mca_coll_qtopo_rails_fail(m->rails, e.suspect, m->epoch, comm->c_name);
+        QTOPO_VERBOSE(1, "rank %d of %s: call %lu failed over: attempt %.3f s, end agreement "
+                      "%.3f s, rails out of service %.3f s", m->comm_rank, comm->c_name,
+                      (unsigned long) call->index, t1 - t0, e.agreed_at - t1,
+                      qtopo_now() - e.agreed_at);
+        src = input;
+    }
+#endif
+    return run_call(m, s, src, rbuf, count, comm, call);
+}
+
 /* A call that failed after the agreement: every rank learns that qtopo is off here
  * (the notice also wakes ranks waiting for this one), and the memory that detached
  * sends may still read is never freed. */
@@ -614,7 +714,7 @@ int mca_coll_qtopo_allreduce(const void *sbuf, void *rbuf, qtopo_coll_count_t co
     }
     drop_stale_residuals(m);
     hold_rails(m, true);
-    rc = run_call(m, &s, src, (float *) rbuf, (size_t) count, comm, &call);
+    rc = run_with_failover(m, &s, src, (float *) rbuf, (size_t) count, comm, &call);
     hold_rails(m, false);
     if (OMPI_SUCCESS != rc) {
         fail_call(m, comm, count);

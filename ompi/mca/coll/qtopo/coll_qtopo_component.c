@@ -212,6 +212,13 @@ static void register_rail_params(mca_coll_qtopo_component_t *c)
                  "rail showed since the last time and agreed by all ranks (0: keep the link "
                  "speeds; default 8)",
                  MCA_BASE_VAR_TYPE_INT, NULL, OPAL_INFO_LVL_5, false, &c->rail_adapt_calls);
+    c->rail_timeout = 5.0;
+    register_var("rail_timeout",
+                 "Seconds a wait inside a call may see nothing arrive on qtopo's rails before "
+                 "the rails it waits on are suspected to have failed (then the call is redone "
+                 "over the rails left, see README \"Rail failure\"); UCX's keep-alive runs at "
+                 "half of it (default 5)",
+                 MCA_BASE_VAR_TYPE_DOUBLE, NULL, OPAL_INFO_LVL_5, false, &c->rail_timeout);
 }
 
 /* The per-rail counters are arrays of QTOPO_RAILS_MAX values (the MPI_T handle's count). */

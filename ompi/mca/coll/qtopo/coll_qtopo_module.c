@@ -43,6 +43,9 @@ static void qtopo_module_construct(mca_coll_qtopo_module_t *m)
     memset(&m->counters, 0, sizeof(m->counters));
     m->rails_decided = false;
     m->rails = NULL;
+    m->epoch = 0;
+    m->saved = NULL;
+    m->saved_size = 0;
 }
 
 /* coll_qtopo_verbose >= 1: what qtopo did on a communicator, printed when it is freed.
@@ -80,6 +83,7 @@ static void qtopo_module_destruct(mca_coll_qtopo_module_t *m)
         free(m->agree_buf);
     }
     free(m->labels);
+    free(m->saved);
     qtopo_ef_store_destroy(m->ef);
     free(m->rules_text);
     qtopo_nodes_free(&m->nodes);

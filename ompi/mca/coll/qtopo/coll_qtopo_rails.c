@@ -31,7 +31,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
 #include "coll_qtopo.h"
 #include "coll_qtopo_rails.h"
@@ -68,12 +67,12 @@ enum {
 static pthread_mutex_t all_rails_lock = PTHREAD_MUTEX_INITIALIZER;
 static mca_coll_qtopo_rails_t *all_rails;
 
-static double now_seconds(void)
+bool mca_coll_qtopo_rails_wait(mca_coll_qtopo_rails_t *rails, int r, void *req, double deadline)
 {
-    struct timespec ts;
-
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double) ts.tv_sec + 1e-9 * (double) ts.tv_nsec;
+    while (UCS_INPROGRESS == ucp_request_check_status(req) && qtopo_now() < deadline) {
+        (void) ucp_worker_progress(rails->worker[r]);
+    }
+    return UCS_INPROGRESS != ucp_request_check_status(req);
 }
 
 /* ---- devices ------------------------------------------------------------------------------ */
@@ -107,6 +106,21 @@ static bool device_exists(const char *name)
         fclose(f);
     }
     return NULL != f;
+}
+
+/* The device is up: a network interface with operstate up, an InfiniBand port ACTIVE. */
+static bool device_up(const char *name)
+{
+    char path[256], line[64], dev[QTOPO_RAIL_NAME_MAX];
+    const char *colon = strchr(name, ':');
+
+    if (NULL != colon) {
+        snprintf(dev, sizeof(dev), "%.*s", (int) (colon - name), name);
+        snprintf(path, sizeof(path), "/sys/class/infiniband/%s/ports/%s/state", dev, colon + 1);
+        return read_line(path, line, sizeof(line)) && NULL != strstr(line, "ACTIVE");
+    }
+    snprintf(path, sizeof(path), "/sys/class/net/%s/operstate", name);
+    return read_line(path, line, sizeof(line)) && 0 == strncmp("up", line, 2);
 }
 
 /* Link speed in Mbit/s, 0 when unknown. */
@@ -271,6 +285,15 @@ static int open_rail(mca_coll_qtopo_rails_t *rails, int r)
     if (UCS_OK == st && NULL == getenv("UCX_TLS")) {
         st = ucp_config_modify(config, "TLS", "^sm,self");
     }
+    /* UCX's keep-alive finds a silent peer on an idle connection within about twice
+     * the interval: half of qtopo's own watchdog timeout */
+    if (UCS_OK == st && NULL == getenv("UCX_KEEPALIVE_INTERVAL")) {
+        char interval[32];
+
+        snprintf(interval, sizeof(interval), "%.3fs",
+                 0.5 * mca_coll_qtopo_component.rail_timeout);
+        st = ucp_config_modify(config, "KEEPALIVE_INTERVAL", interval);
+    }
     memset(&params, 0, sizeof(params));
     params.field_mask = UCP_PARAM_FIELD_FEATURES | UCP_PARAM_FIELD_MT_WORKERS_SHARED;
     params.features = UCP_FEATURE_TAG;
@@ -309,18 +332,14 @@ static void close_endpoints(mca_coll_qtopo_rails_t *rails, int r)
     for (p = 0; NULL != rails->eps && p < rails->size; ++p) {
         ucp_ep_h ep = rails->eps[r * rails->size + p];
         ucs_status_ptr_t req;
-        double t0 = now_seconds();
+        double t0 = qtopo_now();
 
         if (NULL == ep) {
             continue;
         }
         req = ucp_ep_close_nbx(ep, &param);
-        while (UCS_PTR_IS_PTR(req) && UCS_INPROGRESS == ucp_request_check_status(req)
-               && now_seconds() - t0 < QTOPO_RAIL_CLOSE_SECONDS) {
-            (void) ucp_worker_progress(rails->worker[r]);
-        }
         if (UCS_PTR_IS_PTR(req)) {
-            if (UCS_INPROGRESS == ucp_request_check_status(req)) {
+            if (!mca_coll_qtopo_rails_wait(rails, r, req, t0 + QTOPO_RAIL_CLOSE_SECONDS)) {
                 /* the peer is gone: the worker's destruction ends it */
                 ucp_request_cancel(rails->worker[r], req);
             }
@@ -330,11 +349,15 @@ static void close_endpoints(mca_coll_qtopo_rails_t *rails, int r)
     }
 }
 
+/* Endpoints, workers and contexts of the rails (a dead one is left alone). */
 static void close_rails(mca_coll_qtopo_rails_t *rails)
 {
     int r;
 
     for (r = rails->n - 1; r >= 0; --r) {
+        if (rails->dead[r]) {
+            continue;
+        }
         close_endpoints(rails, r);
         if (NULL != rails->worker[r]) {
             ucp_worker_destroy(rails->worker[r]);
@@ -375,7 +398,9 @@ static int progress_all_rails(void)
             continue; /* a call runs on them and progresses them itself */
         }
         for (r = 0; r < rails->n; ++r) {
-            events += (int) ucp_worker_progress(rails->worker[r]);
+            events += NULL != rails->worker[r] && !rails->dead[r]
+                          ? (int) ucp_worker_progress(rails->worker[r])
+                          : 0;
         }
         pthread_mutex_unlock(&rails->lock);
     }
@@ -495,33 +520,56 @@ void mca_coll_qtopo_rails_destroy(mca_coll_qtopo_rails_t *rails, const char *com
     free_rails(rails);
 }
 
-/* Opens this rank's rails; longest address in *addr_len. False when none is usable. */
-static bool open_rails(mca_coll_qtopo_rails_t *rails, size_t *addr_len)
+/* "rail X is down" once per process and rail position, from the first rank of a node
+ * (speak): the first process of the job may well see it up. */
+static void say_down(const char *name, int position, bool speak)
+{
+    static unsigned said;
+
+    if (speak && 0 == (said & (1u << position))) {
+        said |= 1u << position;
+        mca_coll_qtopo_show_help_here("rail-down", name);
+    }
+}
+
+/* Opens this rank's rails; longest address in *addr_len. A device that is down keeps
+ * its place in the list (weight 0 here, so no rank uses it: the agreed weight is the
+ * smallest), with one message per node. False when no rail is usable. */
+static bool open_rails(mca_coll_qtopo_rails_t *rails, size_t *addr_len, bool speak)
 {
     char names[QTOPO_RAILS_MAX][QTOPO_RAIL_NAME_MAX];
-    int n = find_devices(names), i;
+    int n = find_devices(names), i, open = 0;
 
     *addr_len = 0;
-    rails->n = 0;
+    rails->n = n;
     for (i = 0; i < n; ++i) {
         ucp_address_t *a;
         size_t len;
 
-        memcpy(rails->name[rails->n], names[i], QTOPO_RAIL_NAME_MAX);
-        if (0 != open_rail(rails, rails->n)) {
+        memcpy(rails->name[i], names[i], QTOPO_RAIL_NAME_MAX);
+        if (!device_up(names[i])) {
+            say_down(names[i], i, speak);
+            continue;
+        }
+        if (0 != open_rail(rails, i)) {
             mca_coll_qtopo_show_help("rail-unknown", names[i]);
             continue;
         }
-        if (UCS_OK != ucp_worker_get_address(rails->worker[rails->n], &a, &len)) {
-            rails->n++;
+        if (UCS_OK != ucp_worker_get_address(rails->worker[i], &a, &len)) {
             close_rails(rails);
             return false;
         }
-        ucp_worker_release_address(rails->worker[rails->n], a);
+        ucp_worker_release_address(rails->worker[i], a);
         *addr_len = len > *addr_len ? len : *addr_len;
-        rails->n++;
+        open++;
     }
-    return 0 < rails->n && QTOPO_RAIL_ADDR_MAX >= *addr_len && find_weights(rails);
+    if (0 == open || QTOPO_RAIL_ADDR_MAX < *addr_len || !find_weights(rails)) {
+        return false;
+    }
+    for (i = 0; i < n; ++i) {
+        rails->weights[i] = NULL != rails->worker[i] ? rails->weights[i] : 0;
+    }
+    return true;
 }
 
 /* ---- the agreement on the rails ---------------------------------------------------------- */
@@ -541,10 +589,10 @@ static int max_round(struct ompi_communicator_t *comm, void *v, void *in, size_t
                                 MCA_PML_BASE_SEND_STANDARD, comm, &sreq));
     }
     if (OMPI_SUCCESS == rc) {
-        rc = mca_coll_qtopo_wait_watched(comm, &rreq, &st, false);
+        rc = mca_coll_qtopo_wait_watched(comm, &rreq, &st, 0);
     }
     if (OMPI_SUCCESS == rc) {
-        rc = mca_coll_qtopo_wait_watched(comm, &sreq, &st, false);
+        rc = mca_coll_qtopo_wait_watched(comm, &sreq, &st, 0);
     }
     if (OMPI_SUCCESS != rc) {
         /* only after an "off" notice: the buffers are the caller's stack, so wait */
@@ -629,7 +677,7 @@ static void fill_header(const mca_coll_qtopo_rails_t *rails, bool ready, size_t 
 static const char *decide(mca_coll_qtopo_rails_t *rails, const uint64_t *h)
 {
     unsigned long long wsum = 0;
-    int r;
+    int r, in_service = 0;
 
     if (1 != smallest(h, HDR_READY)) {
         return "a rank has no usable rail (or coll_qtopo_transport pml)";
@@ -637,9 +685,6 @@ static const char *decide(mca_coll_qtopo_rails_t *rails, const uint64_t *h)
     if (largest(h, HDR_NRAILS) != smallest(h, HDR_NRAILS)
         || largest(h, HDR_POLICY) != smallest(h, HDR_POLICY)) {
         return "ranks differ in rail count or coll_qtopo_rail_policy";
-    }
-    if (smallest(h, HDR_NRAILS) < largest(h, HDR_NEED)) {
-        return "fewer usable rails than coll_qtopo_transport needs (auto: 2)";
     }
     rails->n = (int) smallest(h, HDR_NRAILS);
     rails->policy = (int) smallest(h, HDR_POLICY);
@@ -650,8 +695,15 @@ static const char *decide(mca_coll_qtopo_rails_t *rails, const uint64_t *h)
     for (r = 0; r < rails->n; ++r) {
         rails->weights[r] = (unsigned) smallest(h, HDR_W + 2 * r);
         wsum += rails->weights[r];
+        in_service += 0 != rails->weights[r];
     }
-    return 0 == wsum ? "every rail has weight 0" : NULL;
+    if (0 == wsum) {
+        return "every rail has weight 0 (or is down) on some rank";
+    }
+    /* a rail of weight 0 (by the user, or down on some rank) is out of service */
+    return in_service < (int) largest(h, HDR_NEED)
+               ? "fewer usable rails than coll_qtopo_transport needs (auto: 2)"
+               : NULL;
 }
 
 /* Every rank's worker addresses, [rank][rail][slot], MAX-reduced in chunks; addrs NULL:
@@ -666,7 +718,8 @@ static int exchange_addresses(mca_coll_qtopo_module_t *m, struct ompi_communicat
         ucp_address_t *a;
         size_t len;
 
-        if (UCS_OK == ucp_worker_get_address(rails->worker[r], &a, &len)) {
+        /* a rail down here has no worker: its slot stays zero (nobody uses it) */
+        if (NULL != rails->worker[r] && UCS_OK == ucp_worker_get_address(rails->worker[r], &a, &len)) {
             memcpy(rails->addrs + (size_t) rails->rank * per_rank + r * rails->slot, a,
                    len <= rails->slot ? len : 0);
             ucp_worker_release_address(rails->worker[r], a);
@@ -758,7 +811,7 @@ static const char *agree_rails(mca_coll_qtopo_module_t *m, struct ompi_communica
     bool ready;
 
     ready = can && QTOPO_TRANSPORT_PML != mca_coll_qtopo_component.transport
-            && open_rails(rails, &addr_len);
+            && open_rails(rails, &addr_len, 0 == m->nodes.local_rank);
     fill_header(rails, ready, addr_len, h);
     if (OMPI_SUCCESS != rails_max(comm, h, sizeof(h), 8)) {
         return "the exchange failed";
@@ -808,6 +861,37 @@ void mca_coll_qtopo_rails_setup(mca_coll_qtopo_module_t *m, struct ompi_communic
     m->rails = rails;
 }
 
+void mca_coll_qtopo_rails_suspect(mca_coll_qtopo_rails_t *rails, int r, int peer,
+                                  const char *why)
+{
+    int i;
+
+    rails->trouble = true;
+    if (!rails->suspect[r]) {
+        snprintf(rails->why[r], sizeof(rails->why[r]), "%s", why);
+    }
+    rails->suspect[r] = true;
+    for (i = 0; 0 <= peer && i < rails->npeers[r] && rails->peers[r][i] != peer; ++i) {
+    }
+    if (0 <= peer && i == rails->npeers[r] && 8 > rails->npeers[r]) {
+        rails->peers[r][rails->npeers[r]++] = peer;
+    }
+}
+
+/* UCX found an endpoint broken (peer error handling, keep-alive). */
+static void endpoint_failed(void *arg, ucp_ep_h ep, ucs_status_t status)
+{
+    mca_coll_qtopo_rails_t *rails = arg;
+    int i;
+
+    for (i = 0; i < rails->n * rails->size; ++i) {
+        if (ep == rails->eps[i]) {
+            mca_coll_qtopo_rails_suspect(rails, i / rails->size, i % rails->size,
+                                         ucs_status_string(status));
+        }
+    }
+}
+
 ucp_ep_h mca_coll_qtopo_rails_ep(mca_coll_qtopo_rails_t *rails, int r, int peer)
 {
     ucp_ep_h *ep = &rails->eps[r * rails->size + peer];
@@ -818,7 +902,13 @@ ucp_ep_h mca_coll_qtopo_rails_ep(mca_coll_qtopo_rails_t *rails, int r, int peer)
         return *ep;
     }
     memset(&params, 0, sizeof(params));
-    params.field_mask = UCP_EP_PARAM_FIELD_REMOTE_ADDRESS;
+    /* peer failure mode: a broken connection fails its requests (and is reported)
+     * instead of leaving them pending */
+    params.field_mask = UCP_EP_PARAM_FIELD_REMOTE_ADDRESS | UCP_EP_PARAM_FIELD_ERR_HANDLING_MODE
+                        | UCP_EP_PARAM_FIELD_ERR_HANDLER;
+    params.err_mode = UCP_ERR_HANDLING_MODE_PEER;
+    params.err_handler.cb = endpoint_failed;
+    params.err_handler.arg = rails;
     params.address = (const ucp_address_t *) (rails->addrs
                                               + ((size_t) peer * rails->n + r) * rails->slot);
     st = ucp_ep_create(rails->worker[r], &params, ep);
@@ -835,8 +925,143 @@ void mca_coll_qtopo_rails_progress(mca_coll_qtopo_rails_t *rails)
     int r;
 
     for (r = 0; r < rails->n; ++r) {
-        (void) ucp_worker_progress(rails->worker[r]);
+        if (NULL != rails->worker[r] && !rails->dead[r]) {
+            (void) ucp_worker_progress(rails->worker[r]);
+        }
     }
+}
+
+/* ---- rail failure (protocol at the top of coll_qtopo_agree.c) ---------------------------- */
+
+/* Tag layout: epoch (12 bits), communicator id (8), sender (20), message number (24). */
+#define QTOPO_RAIL_EPOCH_SHIFT 52
+
+ucp_tag_t mca_coll_qtopo_rails_tag(const mca_coll_qtopo_rails_t *rails, int sender, uint32_t seq)
+{
+    return (uint64_t) (rails->epoch & 0xfff) << QTOPO_RAIL_EPOCH_SHIFT
+           | (rails->comm_id & 0xffULL) << 44 | (uint64_t) (sender & 0xfffff) << 24
+           | (uint64_t) (seq & 0xffffff);
+}
+
+/* How long a rail left in service may take to drop what the abandoned attempt left. */
+#define QTOPO_RAIL_DRAIN_SECONDS 1.0
+
+/* Messages of the abandoned attempt (the epoch that ends) that reached rail r after
+ * their receives were cancelled are received and dropped, so that UCX neither keeps
+ * them nor reports them at teardown. Bounded in time; a message whose data does not
+ * come in time keeps its buffer (never freed under UCX's feet). */
+static void drop_stale(mca_coll_qtopo_rails_t *rails, int r)
+{
+    ucp_tag_t tag = (uint64_t) (rails->epoch & 0xfff) << QTOPO_RAIL_EPOCH_SHIFT;
+    ucp_tag_t mask = (ucp_tag_t) 0xfff << QTOPO_RAIL_EPOCH_SHIFT;
+    double deadline = qtopo_now() + QTOPO_RAIL_DRAIN_SECONDS;
+    ucp_request_param_t param;
+    ucp_tag_recv_info_t info;
+    ucp_tag_message_h msg;
+
+    memset(&param, 0, sizeof(param));
+    param.op_attr_mask = UCP_OP_ATTR_FLAG_NO_IMM_CMPL;
+    (void) ucp_worker_progress(rails->worker[r]);
+    while (qtopo_now() < deadline
+           && NULL != (msg = ucp_tag_probe_nb(rails->worker[r], tag, mask, 1, &info))) {
+        void *buf = malloc(0 < info.length ? info.length : 1), *req;
+
+        req = NULL != buf ? ucp_tag_msg_recv_nbx(rails->worker[r], buf, info.length, msg, &param)
+                          : NULL;
+        if (UCS_PTR_IS_PTR(req)) {
+            if (!mca_coll_qtopo_rails_wait(rails, r, req, deadline)) {
+                buf = NULL; /* still being written: left to UCX */
+            }
+            ucp_request_free(req);
+        }
+        free(buf);
+    }
+}
+
+bool mca_coll_qtopo_rails_usable(const mca_coll_qtopo_rails_t *rails)
+{
+    int r;
+
+    for (r = 0; r < rails->n; ++r) {
+        if (0 != rails->weights[r]) {
+            return true;
+        }
+    }
+    return false;
+}
+
+bool mca_coll_qtopo_rails_troubled(const mca_coll_qtopo_rails_t *rails)
+{
+    return rails->trouble;
+}
+
+void mca_coll_qtopo_rails_take_suspects(mca_coll_qtopo_rails_t *rails, uint64_t *suspect)
+{
+    int r;
+
+    for (r = 0; r < QTOPO_RAILS_MAX; ++r) {
+        suspect[r] = r < rails->n && rails->suspect[r] ? (uint64_t) rails->rank : UINT64_MAX;
+    }
+    rails->trouble = false;
+}
+
+/* "ranks 2, 6" from the peers this rank waited for on rail r. */
+static void peer_list(const mca_coll_qtopo_rails_t *rails, int r, char *text, size_t len)
+{
+    size_t used = 0;
+    int i;
+
+    text[0] = '\0';
+    for (i = 0; i < rails->npeers[r] && used < len; ++i) {
+        used += (size_t) snprintf(text + used, len - used, "%s%d", 0 < i ? ", " : "",
+                                  rails->peers[r][i]);
+    }
+}
+
+void mca_coll_qtopo_rails_fail(mca_coll_qtopo_rails_t *rails, const uint64_t *suspect,
+                               uint32_t epoch, const char *comm_name)
+{
+    bool named = false;
+    int r;
+
+    for (r = 0; r < rails->n; ++r) {
+        named = named || (UINT64_MAX != suspect[r] && 0 != rails->weights[r]);
+    }
+    for (r = 0; r < rails->n; ++r) {
+        char peers[128];
+
+        /* no rail named (no rank could tell which): none can be trusted */
+        if (0 == rails->weights[r] || (named && UINT64_MAX == suspect[r])) {
+            continue;
+        }
+        if ((uint64_t) rails->rank == suspect[r]) {
+            peer_list(rails, r, peers, sizeof(peers));
+            opal_output(0, "coll:qtopo: rank %d of %s: rail %d (%s) failed: %s with ranks %s; "
+                        "it is out of service on this communicator and the allreduce is redone "
+                        "over the rails left (or the PML)", rails->rank, comm_name, r,
+                        rails->name[r], rails->why[r], peers);
+        } else if (0 == rails->rank && UINT64_MAX == suspect[r]) {
+            opal_output(0, "coll:qtopo: %s: a call on qtopo's rails failed and no rank could "
+                        "tell which rail; rail %d (%s) is out of service", comm_name, r,
+                        rails->name[r]);
+        }
+        /* never progressed again, so nothing left pending on it (a receive stuck on
+         * the dead link, a send) can touch this process's memory; not destroyed either
+         * (UCX 1.13 asserts when a worker with requests stuck on a dead link is
+         * destroyed): its UCX objects stay until the process ends */
+        rails->weights[r] = 0;
+        rails->dead[r] = true;
+    }
+    for (r = 0; r < rails->n; ++r) {
+        if (0 != rails->weights[r]) {
+            drop_stale(rails, r);
+        }
+        rails->suspect[r] = false;
+        rails->npeers[r] = 0;
+    }
+    rails->epoch = epoch;
+    memset(rails->send_seq, 0, sizeof(*rails->send_seq) * (size_t) rails->size);
+    memset(rails->recv_seq, 0, sizeof(*rails->recv_seq) * (size_t) rails->size);
 }
 
 #endif /* QTOPO_HAVE_UCX */

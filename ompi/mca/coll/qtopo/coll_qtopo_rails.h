@@ -60,15 +60,36 @@ struct mca_coll_qtopo_rails {
     bool adapt;
     double meas_sec[QTOPO_RAILS_MAX];           /* send time of the timed pieces */
     unsigned long meas_bytes[QTOPO_RAILS_MAX];  /* ... and their bytes, since the last offer */
+    /* failure (coll_qtopo_agree.c): what this rank saw in the running call */
+    bool trouble;                               /* some rail failed here */
+    bool suspect[QTOPO_RAILS_MAX];              /* ... this one */
+    char why[QTOPO_RAILS_MAX][64];              /* "no progress for 5.0 s", a UCX error */
+    int peers[QTOPO_RAILS_MAX][8], npeers[QTOPO_RAILS_MAX]; /* for the warning */
+    uint32_t epoch;                             /* failovers so far (agreed): in the tags */
+    bool dead[QTOPO_RAILS_MAX];                 /* out of service after a failure: never
+                                                 * progressed or destroyed again */
     /* held by the thread running a call on these rails; the progress callback
      * (opal_progress) only progresses rails nobody holds */
     pthread_mutex_t lock;
     mca_coll_qtopo_rails_t *next;               /* every communicator's rails, for it */
 };
 
+/* The UCX tag of the seq-th message from `sender` to a peer in the current epoch
+ * (layout in coll_qtopo_xport_ucx.c). */
+ucp_tag_t mca_coll_qtopo_rails_tag(const mca_coll_qtopo_rails_t *rails, int sender,
+                                   uint32_t seq);
+
 /* The endpoint of rail r to communicator rank peer, created on first use; NULL on
  * failure. */
 ucp_ep_h mca_coll_qtopo_rails_ep(mca_coll_qtopo_rails_t *rails, int r, int peer);
+
+/* This rank saw rail r fail (towards communicator rank peer, -1 if unknown). */
+void mca_coll_qtopo_rails_suspect(mca_coll_qtopo_rails_t *rails, int r, int peer,
+                                  const char *why);
+
+/* Progresses rail r until req ended or the deadline (qtopo_now() time) passed; true
+ * when it ended. */
+bool mca_coll_qtopo_rails_wait(mca_coll_qtopo_rails_t *rails, int r, void *req, double deadline);
 
 /* Progresses every rail's worker once. */
 void mca_coll_qtopo_rails_progress(mca_coll_qtopo_rails_t *rails);

@@ -11,11 +11,20 @@
  * all in.
  *
  * Tags: every piece of a message carries the same 64-bit UCX tag, made of the
- * communicator id, the sender's rank and the number of messages the sender sent to
- * this receiver before (the receiver counts the messages it posted from that sender
- * alike), matched with a full mask. So the i-th send between a pair meets the i-th
- * receive whatever the order of arrival, and messages of other communicators (each
- * communicator has its own workers anyway) never match.
+ * communicator's rail-failover epoch (12 bits), its id (8 bits: each communicator has
+ * its own workers anyway), the sender's rank (20 bits) and the number of messages the
+ * sender sent to this receiver in this epoch (24 bits; the receiver counts the messages
+ * it posted from that sender alike), matched with a full mask. So the i-th send
+ * between a pair meets the i-th receive whatever the order of arrival, and nothing
+ * left over from a call abandoned at a rail failure matches after it (new epoch).
+ *
+ * Failure (coll_qtopo_agree.c has the protocol): a piece that completes with an error,
+ * or an endpoint UCX reports broken, marks its rail suspect; so does the watchdog when
+ * a wait has seen nothing complete for coll_qtopo_rail_timeout: the suspects are the
+ * rails whose pieces are pending in messages where a piece on another rail arrived
+ * (a rail lagging behind the others of the same message), or, after three times the
+ * timeout with no such evidence, every rail with a pending piece. The wait then fails,
+ * and the call ends through the failover protocol.
  *
  * Timing for the adaptive weights: a send piece that UCX did not complete at once gets
  * a callback that stamps its completion time; the time from posting to that stamp and
@@ -43,7 +52,7 @@ typedef struct ucx_req {
     void *piece[QTOPO_RAILS_MAX];          /* UCX requests still pending */
     size_t off[QTOPO_RAILS_MAX], len[QTOPO_RAILS_MAX], got[QTOPO_RAILS_MAX];
     double posted, done_at[QTOPO_RAILS_MAX]; /* sends: completion times (0: not stamped) */
-    int nrails;
+    int nrails, peer;                        /* peer: communicator rank */
     char *buf;
     bool recv, failed;
 } ucx_req_t;
@@ -75,11 +84,6 @@ static void message_weights(const mca_coll_qtopo_rails_t *rails, int sender, uns
     w[r] = 1;
 }
 
-static ucp_tag_t make_tag(const mca_coll_qtopo_rails_t *rails, int sender, uint32_t seq)
-{
-    return (rails->comm_id & 0xffffffULL) << 40 | (uint64_t) (sender & 0xfffff) << 20
-           | (uint64_t) (seq & 0xfffff);
-}
 
 static ucx_req_t *new_req(qtopo_req_t *req, void *buf, bool recv)
 {
@@ -169,12 +173,13 @@ static int post(qtopo_xport_t *x, int peer, void *buf, size_t bytes, qtopo_req_t
                     : c->pml_x.isend(&c->pml_x, peer, buf, bytes, &u->pml);
     }
     u->nrails = rails->n;
+    u->peer = crank;
     u->posted = qtopo_now();
     message_weights(rails, recv ? crank : rails->rank, w);
     qtopo_rail_split(bytes, w, rails->n, u->len);
     qtopo_rail_offsets(u->len, rails->n, u->off);
-    tag = recv ? make_tag(rails, crank, rails->recv_seq[crank]++)
-               : make_tag(rails, rails->rank, rails->send_seq[crank]++);
+    tag = recv ? mca_coll_qtopo_rails_tag(rails, crank, rails->recv_seq[crank]++)
+               : mca_coll_qtopo_rails_tag(rails, rails->rank, rails->send_seq[crank]++);
     for (r = 0; QTOPO_XPORT_OK == rc && r < rails->n; ++r) {
         if (0 != w[r]) {
             rc = post_piece(rails, u, r, crank, tag);
@@ -225,9 +230,7 @@ static bool step(mca_coll_qtopo_rails_t *rails, ucx_req_t *u)
             continue;
         }
         if (UCS_OK != st) {
-            opal_output(0, "coll:qtopo: rank %d: %s on rail %d (%s) failed: %s", rails->rank,
-                        u->recv ? "a receive" : "a send", r, rails->name[r],
-                        ucs_status_string(st));
+            mca_coll_qtopo_rails_suspect(rails, r, u->peer, ucs_status_string(st));
             u->failed = true;
         }
         if (u->recv && UCS_OK == st) {
@@ -252,17 +255,65 @@ static void finish(ucx_req_t *u, qtopo_req_t *req)
     free(u);
 }
 
+/* Pieces of u still pending (a request to a peer on this node counts as one). */
+static int pending_pieces(const ucx_req_t *u)
+{
+    int r, k = NULL != u->pml.handle;
+
+    for (r = 0; r < u->nrails; ++r) {
+        k += NULL != u->piece[r];
+    }
+    return k;
+}
+
+/* coll_qtopo_rail_timeout, at least 0.1 s. */
+static double rail_timeout(void)
+{
+    double t = mca_coll_qtopo_component.rail_timeout;
+
+    return t > 0.1 ? t : 0.1;
+}
+
+/* The watchdog (see the top): marks the suspect rails of the pending requests; true
+ * when there are any. */
+static bool suspect_stalled(mca_coll_qtopo_rails_t *rails, qtopo_req_t *reqs, int n,
+                            double stalled)
+{
+    bool any = false, lagging;
+    char why[64];
+    int i, r, q;
+
+    snprintf(why, sizeof(why), "nothing arrived for %.1f s", stalled);
+    for (i = 0; i < n; ++i) {
+        ucx_req_t *u = reqs[i].handle;
+
+        for (r = 0; NULL != u && r < u->nrails; ++r) {
+            for (q = 0, lagging = false; NULL != u->piece[r] && q < u->nrails; ++q) {
+                lagging = lagging || (q != r && 0 < u->len[q] && NULL == u->piece[q]);
+            }
+            if (NULL != u->piece[r]
+                && (lagging || stalled >= 3.0 * rail_timeout())) {
+                mca_coll_qtopo_rails_suspect(rails, r, u->peer, why);
+                any = true;
+            }
+        }
+    }
+    return any;
+}
+
 static int ucx_wait(qtopo_xport_t *x, qtopo_req_t *reqs, int n)
 {
     mca_coll_qtopo_ucx_ctx_t *c = x->ctx;
     mca_coll_qtopo_rails_t *rails = c->rails;
     unsigned long polls = 0;
-    int i;
+    double last = qtopo_now(), now;
+    int i, before = -1;
 
     for (;;) {
-        bool pending = false;
+        int left = 0;
 
-        if (c->fail_waits) {
+        /* a rail found broken, here or between calls: the failover protocol */
+        if (c->fail_waits || rails->trouble) {
             return QTOPO_XPORT_ERR;
         }
         for (i = 0; i < n; ++i) {
@@ -272,50 +323,78 @@ static int ucx_wait(qtopo_xport_t *x, qtopo_req_t *reqs, int n)
                 continue;
             }
             if (!step(rails, u)) {
-                pending = true;
+                left += pending_pieces(u);
             } else if (u->failed) {
                 return QTOPO_XPORT_ERR;
             } else {
                 finish(u, &reqs[i]);
             }
         }
-        if (!pending) {
+        if (0 == left) {
             return QTOPO_XPORT_OK;
         }
         mca_coll_qtopo_rails_progress(rails);
         opal_progress();
-        if (0 == ++polls % QTOPO_UCX_WATCH_EVERY && mca_coll_qtopo_off_noticed(c->comm)) {
+        if (0 != ++polls % QTOPO_UCX_WATCH_EVERY) {
+            continue;
+        }
+        if (QTOPO_NOTICE_NONE != mca_coll_qtopo_notice(c->comm)) {
+            return QTOPO_XPORT_ERR;
+        }
+        now = qtopo_now();
+        if (left != before) {
+            before = left;
+            last = now;
+        } else if (now - last > rail_timeout() && suspect_stalled(rails, reqs, n, now - last)) {
             return QTOPO_XPORT_ERR;
         }
     }
 }
 
-/* Receives still pending are cancelled and waited for; sends are left to finish on
- * their own (their buffers stay alive: coll_qtopo_allreduce.c pins the scratch). */
+/* Time a cancelled receive gets to end (one that was matched goes on until its data
+ * is in, which on a failed rail never happens). */
+#define QTOPO_UCX_CANCEL_SECONDS 0.5
+
+/* Receives still pending are cancelled and waited for (all of them together for a
+ * while); sends are left to finish on their own (their buffers stay alive:
+ * coll_qtopo_allreduce.c pins the scratch), those to peers on this node after a grace
+ * period (the PML transport's). */
 static void ucx_abandon(qtopo_xport_t *x, qtopo_req_t *reqs, int n)
 {
     mca_coll_qtopo_ucx_ctx_t *c = x->ctx;
     mca_coll_qtopo_rails_t *rails = c->rails;
+    double deadline = qtopo_now() + QTOPO_UCX_CANCEL_SECONDS;
     int i, r;
 
+    for (i = 0; i < n; ++i) {
+        ucx_req_t *u = reqs[i].handle;
+
+        for (r = 0; NULL != u && u->recv && r < u->nrails; ++r) {
+            if (NULL != u->piece[r]) {
+                ucp_request_cancel(rails->worker[r], u->piece[r]);
+            }
+        }
+        if (NULL != u) {
+            mca_coll_qtopo_xport_pml_drop(&u->pml, true, deadline);
+        }
+    }
     for (i = 0; i < n; ++i) {
         ucx_req_t *u = reqs[i].handle;
 
         if (NULL == u) {
             continue;
         }
-        if (NULL != u->pml.handle) {
-            c->pml_x.abandon(&c->pml_x, &u->pml, 1);
-        }
+        mca_coll_qtopo_xport_pml_drop(&u->pml, false, deadline);
         for (r = 0; r < u->nrails; ++r) {
             if (NULL == u->piece[r]) {
                 continue;
             }
-            if (u->recv) {
-                ucp_request_cancel(rails->worker[r], u->piece[r]);
-                while (UCS_INPROGRESS == ucp_request_check_status(u->piece[r])) {
-                    (void) ucp_worker_progress(rails->worker[r]);
-                }
+            if (u->recv && !mca_coll_qtopo_rails_wait(rails, r, u->piece[r], deadline)) {
+                /* matched and still being written: the rail cannot be trusted with
+                 * this memory any more, so it is named in the end agreement (and
+                 * closed once it is out of service) */
+                mca_coll_qtopo_rails_suspect(rails, r, u->peer, "a receive could not be "
+                                             "cancelled");
             }
             ucp_request_free(u->piece[r]);
         }
@@ -327,13 +406,13 @@ static void ucx_abandon(qtopo_xport_t *x, qtopo_req_t *reqs, int n)
 void mca_coll_qtopo_xport_ucx_init(qtopo_xport_t *x, mca_coll_qtopo_ucx_ctx_t *ctx,
                                    mca_coll_qtopo_rails_t *rails,
                                    struct ompi_communicator_t *comm, const int *ranks, int rank,
-                                   int size)
+                                   int size, int tag)
 {
     ctx->rails = rails;
     ctx->comm = comm;
     ctx->ranks = ranks;
     ctx->fail_waits = false;
-    mca_coll_qtopo_xport_pml_init(&ctx->pml_x, &ctx->pml_ctx, comm, ranks, rank, size);
+    mca_coll_qtopo_xport_pml_init(&ctx->pml_x, &ctx->pml_ctx, comm, ranks, rank, size, tag);
     x->rank = rank;
     x->size = size;
     x->isend = ucx_isend;
