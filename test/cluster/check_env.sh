@@ -50,6 +50,22 @@ qt_check_env() {
     fi
 }
 
+# qt_start_test NAME [ucx]: the start of a test script: exit 77 (skip) with the reason
+# when the test bed cannot run here, or (ucx) when the component in $BUILD (default: the
+# top of the tree) was built without UCX; then $WORK and the clean-up (qt_test_setup).
+qt_start_test() {
+    BUILD=${QTOPO_BUILDDIR:-$(cd "$QT_CHECK_HERE/../.." && pwd)}
+    if ! qt_check_env; then
+        echo "SKIP: $QT_SKIP_REASON"
+        exit 77
+    fi
+    if [[ ${2:-} == ucx && $(ldd "$BUILD/.libs/mca_coll_qtopo.so" 2>/dev/null) != *libucp* ]]; then
+        echo "SKIP: qtopo was built without UCX (apt-get install libucx-dev, then configure)"
+        exit 77
+    fi
+    qt_test_setup "$1"
+}
+
 if [[ ${BASH_SOURCE[0]} == "$0" ]]; then
     if qt_check_env; then
         echo "OK: the cluster test bed can run here"

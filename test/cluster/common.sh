@@ -75,6 +75,17 @@ qt_check() {
     fi
 }
 
+# qt_tx_bytes DEV: bytes sent on interface DEV, summed over the running cluster's nodes.
+qt_tx_bytes() {
+    local i sum=0 v
+    qt_load_state
+    for ((i = 0; i < QT_NODES; i++)); do
+        v=$(qt_in_node "$QT_NODE_PREFIX$i" cat "/sys/class/net/$1/statistics/tx_bytes")
+        sum=$((sum + v))
+    done
+    echo "$sum"
+}
+
 # qt_run_expect PATTERN [run.sh args] -- prog args: the run must succeed and print
 # PATTERN; its output is in $WORK/out.
 qt_run_expect() {

@@ -9,17 +9,11 @@
 set -euo pipefail
 
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
-TOP=$(cd "$HERE/../.." && pwd)
 # shellcheck source=check_env.sh
 . "$HERE/check_env.sh"
-if ! qt_check_env; then
-    echo "SKIP: $QT_SKIP_REASON"
-    exit 77
-fi
-qt_test_setup qtopo-cluster-test
+qt_start_test qtopo-cluster-test
 
 CLUSTER=$HERE/cluster.sh
-BUILD=${QTOPO_BUILDDIR:-$TOP}
 ON=(--mca coll_qtopo_priority 40 --mca mca_base_component_path "$BUILD/.libs:SYS_DEFAULT")
 
 [[ -x $BUILD/test/mpi/test_allreduce && -x $BUILD/test/mpi/test_quantized ]] ||

@@ -13,19 +13,9 @@
 set -euo pipefail
 
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
-TOP=$(cd "$HERE/../.." && pwd)
 # shellcheck source=check_env.sh
 . "$HERE/check_env.sh"
-if ! qt_check_env; then
-    echo "SKIP: $QT_SKIP_REASON"
-    exit 77
-fi
-BUILD=${QTOPO_BUILDDIR:-$TOP}
-if [[ $(ldd "$BUILD/.libs/mca_coll_qtopo.so" 2>/dev/null) != *libucp* ]]; then
-    echo "SKIP: qtopo was built without UCX (apt-get install libucx-dev, then configure)"
-    exit 77
-fi
-qt_test_setup qtopo-failover-test
+qt_start_test qtopo-failover-test ucx
 
 CLUSTER=$HERE/cluster.sh
 NODES=4
@@ -36,16 +26,6 @@ ON=(--rails rail0 --mca coll_qtopo_priority 40
     --mca mca_base_component_path "$BUILD/.libs:SYS_DEFAULT" --mca coll_qtopo_rails rail1,rail2
     --mca coll_qtopo_transport ucx --mca coll_qtopo_rail_timeout "$TIMEOUT_S")
 mpicc -O2 -o "$WORK/rail_loop" "$HERE/rail_loop.c"
-
-# Bytes sent on interface DEV, summed over the nodes.
-tx_bytes() {
-    local i sum=0 v
-    for ((i = 0; i < NODES; i++)); do
-        v=$(qt_in_node "qtnode$i" cat "/sys/class/net/$1/statistics/tx_bytes")
-        sum=$((sum + v))
-    done
-    echo "$sum"
-}
 
 set_links() {
     local state=$1 node=$2 dev
@@ -112,15 +92,15 @@ quantized_failover() {
 down_before_start() {
     local b2 rc=0
     set_links down 1 rail2
-    b2=$(tx_bytes rail2)
+    b2=$(qt_tx_bytes rail2)
     qt_run_expect "rail2 (weight 0)" "${ON[@]}" --mca coll_qtopo_verbose 1 -- \
         "$WORK/rail_loop" "$COUNT" 4 exact || rc=1
     set_links up 1 rail2
     ((rc == 0)) || return 1
     grep -q "rail_loop summary: OK" "$WORK/out" || return 1
     [[ $(grep -c 'rail device "rail2" is down' "$WORK/out") == 1 ]] || return 1
-    echo "rail2 sent $(($(tx_bytes rail2) - b2)) bytes"
-    (($(tx_bytes rail2) - b2 < 65536))
+    echo "rail2 sent $(($(qt_tx_bytes rail2) - b2)) bytes"
+    (($(qt_tx_bytes rail2) - b2 < 65536))
 }
 
 "$CLUSTER" down >/dev/null

@@ -146,14 +146,14 @@ static size_t sample_bytes(int n)
 
 /* all[p * len ...] holds rank p's len doubles on return (ours are there already). */
 static int exchange_samples(struct ompi_communicator_t *comm, int rank, int n, double *all,
-                            size_t len, qtopo_req_t *reqs)
+                            size_t len, qtopo_req_t *reqs, int tag)
 {
     size_t bytes = len * sizeof(double);
     mca_coll_qtopo_pml_ctx_t ctx;
     qtopo_xport_t x;
     int p, rc = QTOPO_XPORT_OK;
 
-    mca_coll_qtopo_xport_pml_init(&x, &ctx, comm, NULL, rank, n, QTOPO_TAG_DATA(0));
+    mca_coll_qtopo_xport_pml_init(&x, &ctx, comm, NULL, rank, n, tag);
     for (p = 0; p < 2 * n; ++p) {
         reqs[p] = (qtopo_req_t) QTOPO_REQ_INIT;
     }
@@ -184,7 +184,8 @@ static int relative_to_absolute(const mca_coll_qtopo_module_t *m,
         mine[k + j] = fabs(mine[j]);
     }
     rc = exchange_samples(comm, m->comm_rank, n, all, len,
-                          (qtopo_req_t *) (all + (size_t) n * 2 * QTOPO_REL_SAMPLES));
+                          (qtopo_req_t *) (all + (size_t) n * 2 * QTOPO_REL_SAMPLES),
+                          QTOPO_TAG_DATA(m->epoch));
     for (j = 0; OMPI_SUCCESS == rc && j < k; ++j) {
         double sum = 0.0, mag = 0.0;
         for (p = 0; p < n; ++p) {
@@ -223,6 +224,20 @@ static void release_scratch(mca_coll_qtopo_module_t *m)
     m->scratch_pinned = false;
     m->scratch = NULL;
     m->scratch_size = 0;
+}
+
+/* Scratch memory and the copy of an in-place input above QTOPO_SCRATCH_KEEP_BYTES are
+ * not kept between calls. */
+static void release_large_buffers(mca_coll_qtopo_module_t *m)
+{
+    if (QTOPO_SCRATCH_KEEP_BYTES < m->scratch_size) {
+        release_scratch(m);
+    }
+    if (QTOPO_SCRATCH_KEEP_BYTES < m->saved_size) {
+        free(m->saved);
+        m->saved = NULL;
+        m->saved_size = 0;
+    }
 }
 
 /* The module's scratch memory, grown to at least `bytes`; NULL if out of memory. */
@@ -718,8 +733,8 @@ int mca_coll_qtopo_allreduce(const void *sbuf, void *rbuf, qtopo_coll_count_t co
     hold_rails(m, false);
     if (OMPI_SUCCESS != rc) {
         fail_call(m, comm, count);
-    } else if (QTOPO_SCRATCH_KEEP_BYTES < m->scratch_size) {
-        release_scratch(m);
+    } else {
+        release_large_buffers(m);
     }
     m->busy = false;
     return rc;
