@@ -22,7 +22,9 @@
 # sent on each rail (coll_qtopo_verbose 1 summary).
 #
 # Environment: QTOPO_SIZES (default 16M,64M), QTOPO_ROUNDS (default 3), QTOPO_SETUPS
-# (default "500mbit 400mbit,100mbit"), QTOPO_KEEP (directory for every run's output).
+# (default "500mbit 400mbit,100mbit"), QTOPO_BITS (default "32 8"), QTOPO_ROWS (default
+# "stripe aligned 1rail pml pml-ucx"), QTOPO_KEEP (directory for every run's output),
+# QTOPO_BUILDDIR (the build whose component runs; default the tree).
 set -euo pipefail
 
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
@@ -32,11 +34,14 @@ RUN=$TOP/test/cluster/run.sh
 SIZES=${QTOPO_SIZES:-16M,64M}
 ROUNDS=${QTOPO_ROUNDS:-3}
 SETUPS=${QTOPO_SETUPS:-500mbit 400mbit,100mbit}
+BITS=${QTOPO_BITS:-32 8}
+BUILD=${QTOPO_BUILDDIR:-$TOP}
 KEEP=${QTOPO_KEEP:-$(mktemp -d /tmp/qtopo-rails-bench.XXXXXX)}
 mkdir -p "$KEEP"
 trap '"$CLUSTER" down >/dev/null 2>&1 || true' EXIT
 
 COMMON=(--mca coll_qtopo_priority 100 --mca coll_qtopo_rails rail0,rail1
+        --mca mca_base_component_path "$BUILD/.libs:SYS_DEFAULT"
         --mca coll_qtopo_verbose 1 --mca coll_qtopo_rail_adapt_calls 1)
 declare -A ROW=(
     [stripe]="--mca coll_qtopo_transport ucx"
@@ -45,7 +50,7 @@ declare -A ROW=(
     [pml]="--mca coll_qtopo_transport pml --mca coll_tuned_use_dynamic_rules 1 --mca coll_tuned_allreduce_algorithm 4"
     [pml-ucx]="--mca coll_qtopo_transport pml --mca pml ucx -x UCX_TLS=tcp,self -x UCX_NET_DEVICES=rail0,rail1"
 )
-ORDER=(stripe aligned 1rail pml pml-ucx)
+read -r -a ORDER <<<"${QTOPO_ROWS:-stripe aligned 1rail pml pml-ucx}"
 declare -A OMPI=([stripe]="ob1 default" [aligned]="ob1 default" [1rail]="ob1 default"
                  [pml]="ob1 ring" [pml-ucx]="ucx default")
 
@@ -64,7 +69,7 @@ table_rows() {
     awk -F, -v setup="$setup" -v bits="$bits" -v row="$row" -v ompi="${OMPI[$row]}" \
         -v rate="$rate" -v rails="$(grep -o "rank 0 of [^:]*: rail [0-9] ([a-z0-9]*, weight [0-9]*): [0-9]* bytes sent" "$file" |
             sed -E 's/.*rail [0-9] \(([a-z0-9]*), weight ([0-9]*)\): ([0-9]*) bytes.*/\1 w\2 \3/' |
-            awk '{ printf "%s%s %s %.0fMB", NR > 1 ? ", " : "", $1, $2, $3 / 1e6 }')" '
+            awk '{ printf "%s%s %s %.0fMB", (NR > 1 ? ", " : ""), $1, $2, $3 / 1e6 }')" '
         /^#/ || /^bytes/ || NF < 10 { next }
         {
             bytes = $1; q = $2 / 1e6; o = $9 / 1e6
@@ -79,7 +84,7 @@ echo "|---|---|---|---|---|---|---|---|---|"
 for setup in $SETUPS; do
     "$CLUSTER" down >/dev/null 2>&1 || true
     "$CLUSTER" up 4 2 "$setup" >/dev/null
-    for bits in 32 8; do
+    for bits in $BITS; do
         for row in "${ORDER[@]}"; do
             out=$KEEP/$setup-$bits-$row.txt
             read -r -a args <<<"${ROW[$row]}"

@@ -99,17 +99,14 @@ bool qtopo_rail_adapt_weights(unsigned *w, const uint64_t *rate, int R)
         return false;
     }
     for (r = 0; r < R; ++r) {
-        unsigned __int128 old_share, measured;
         unsigned share;
 
         if (0 == w[r]) {
             continue;
         }
-        old_share = (unsigned __int128) w[r] * QTOPO_RAIL_WEIGHT_SCALE / wsum;
         /* nothing measured anywhere: the old share stands */
-        measured = 0 != rsum ? (unsigned __int128) rate[r] * QTOPO_RAIL_WEIGHT_SCALE / rsum
-                             : old_share;
-        share = (unsigned) ((old_share + measured) / 2);
+        share = (unsigned) (0 != rsum ? (unsigned __int128) rate[r] * QTOPO_RAIL_WEIGHT_SCALE / rsum
+                                      : (unsigned __int128) w[r] * QTOPO_RAIL_WEIGHT_SCALE / wsum);
         w[r] = share > QTOPO_RAIL_MIN_SHARE ? share : QTOPO_RAIL_MIN_SHARE;
     }
     return true;

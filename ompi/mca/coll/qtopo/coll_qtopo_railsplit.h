@@ -49,11 +49,20 @@ int qtopo_rail_parse_weights(const char *text, unsigned *w, int max);
 
 /*
  * New weights from the agreed ones and the rate measured on each rail (any unit; rate[r]
- * QTOPO_RAIL_NO_RATE = not measured): each rail with a weight gets half its old share
- * plus half its share of the measured rates, at least QTOPO_RAIL_MIN_SHARE, on the scale
- * QTOPO_RAIL_WEIGHT_SCALE; rails of weight 0 stay 0. Integer arithmetic only, so every
- * rank computes the same weights from the same inputs. Returns false, with w unchanged,
- * when a rail with a weight has no rate.
+ * QTOPO_RAIL_NO_RATE = not measured): each rail with a weight gets its share of the
+ * measured rates, at least QTOPO_RAIL_MIN_SHARE, on the scale QTOPO_RAIL_WEIGHT_SCALE;
+ * rails of weight 0 stay 0. A rate is bytes over the time the rail's pieces took, so the
+ * update is a step towards equal times (the balanced split), where it stays. Integer
+ * arithmetic only, so every rank computes the same weights from the same inputs.
+ * Returns false, with w unchanged, when a rail with a weight has no rate.
+ *
+ * Choice: a first version averaged half the old share with half the measured one; on
+ * the test bed (400 + 100 Mbit/s, 16 MiB lossless, load average about 20 on 2 cores) it
+ * had reached only 568:431 after 5 updates and 700:298 after 12. Under load the times
+ * carry a delay common to all rails (a busy process notices completions late), which
+ * shrinks each step; the damping halved it again. Without it a step goes twice as far,
+ * and a measurement the load does not disturb (rates = link speeds) gives the right
+ * split in one step.
  */
 bool qtopo_rail_adapt_weights(unsigned *w, const uint64_t *rate, int R);
 
