@@ -254,6 +254,10 @@ typedef struct qtopo_codec_kernels {
     void (*quant16)(const float *x, size_t groups, const qtopo_qblock_t *q, uint8_t *codes);
     void (*dequant16)(const uint8_t *codes, size_t groups, const qtopo_dqblock_t *d, float *out,
                       int add);
+    /* statistics of the 1-bit sign code: part[i % 8] += (double) x[i] - mid, or its
+     * absolute value, for i = 0 .. 8 groups - 1 in order (the summation order every
+     * kernel keeps) */
+    void (*dev_sums)(const float *x, size_t groups, double mid, int absolute, double part[8]);
 } qtopo_codec_kernels_t;
 
 /* NULL when this build or this CPU has no AVX2. */

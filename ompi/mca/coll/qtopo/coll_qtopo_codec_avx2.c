@@ -452,6 +452,40 @@ QTOPO_AVX2 static void dequant16_avx2(const uint8_t *codes, size_t groups,
     }
 }
 
+/* dev_sums for one value of `absolute` (a constant once inlined): partial sums 0-3 in
+ * lo, 4-7 in hi, each in group order as in the scalar loop; fabs() is the cleared sign
+ * bit */
+QTOPO_AVX2_INLINE void dev_sums_run(const float *x, size_t groups, double mid, int absolute,
+                                    double part[8])
+{
+    const __m256d m = _mm256_set1_pd(mid);
+    const __m256d magnitude = _mm256_castsi256_pd(_mm256_set1_epi64x(INT64_MAX));
+    __m256d lo = _mm256_loadu_pd(part), hi = _mm256_loadu_pd(part + 4);
+    for (size_t g = 0; g < groups; ++g) {
+        __m256 v = _mm256_loadu_ps(x + 8 * g);
+        __m256d a = _mm256_sub_pd(_mm256_cvtps_pd(_mm256_castps256_ps128(v)), m);
+        __m256d b = _mm256_sub_pd(_mm256_cvtps_pd(_mm256_extractf128_ps(v, 1)), m);
+        if (absolute) {
+            a = _mm256_and_pd(a, magnitude);
+            b = _mm256_and_pd(b, magnitude);
+        }
+        lo = _mm256_add_pd(lo, a);
+        hi = _mm256_add_pd(hi, b);
+    }
+    _mm256_storeu_pd(part, lo);
+    _mm256_storeu_pd(part + 4, hi);
+}
+
+QTOPO_AVX2 static void dev_sums_avx2(const float *x, size_t groups, double mid, int absolute,
+                                     double part[8])
+{
+    if (absolute) {
+        dev_sums_run(x, groups, mid, 1, part);
+    } else {
+        dev_sums_run(x, groups, mid, 0, part);
+    }
+}
+
 static const qtopo_codec_kernels_t avx2_kernels = {
     .name = "avx2",
     .range = range_avx2,
@@ -459,6 +493,7 @@ static const qtopo_codec_kernels_t avx2_kernels = {
     .dequant = dequant_avx2,
     .quant16 = quant16_avx2,
     .dequant16 = dequant16_avx2,
+    .dev_sums = dev_sums_avx2,
 };
 
 const qtopo_codec_kernels_t *qtopo_codec_avx2_kernels(void)
