@@ -1,8 +1,8 @@
 #!/bin/bash
 # Before/after throughput of the qtopo codec, for the table in docs/CODEC_BENCH.md:
 # bench_codec.c is built twice, against this tree's codec and against the codec of a git
-# revision (default: main), and the two run in turns REPS times (default 5) in one
-# session.  Each run measures memcpy in the same process; the table gives, per width,
+# revision (default: main), and the two run in turns (ABBA) REPS times (default 5) in
+# one session.  Each run measures memcpy in the same process; the table gives, per width,
 # rounding and operation, the median GB/s and the median ratio to that memcpy of each
 # side, and after/before as the quotient of those median ratios.
 #
@@ -30,8 +30,13 @@ ${CC:-cc} $flags -I"$work/base" -o "$work/before" "$here/bench_codec.c" \
 ${CC:-cc} $flags -I"$top/$src" -o "$work/after" "$here/bench_codec.c" \
     "$top/$src/coll_qtopo_codec.c" "$top/$src/coll_qtopo_codec_avx2.c" -lm
 
+# ABBA order: neither side always runs first
 for ((r = 1; r <= reps; ++r)); do
-    for side in before after; do
+    sides="before after"
+    if ((0 == r % 2)); then
+        sides="after before"
+    fi
+    for side in $sides; do
         "$work/$side" throughput | sed "s/^/$side /" >>"$work/runs"
     done
 done
