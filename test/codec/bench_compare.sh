@@ -68,7 +68,8 @@ END {
     split("encode decode decode_add", op, " ")
     printf "memcpy GB/s (median): before %.2f, after %.2f\n\n", median(mem["before"]),
            median(mem["after"])
-    print "| bits | rounding | kernels | op | before GB/s | before ×memcpy | after GB/s | after ×memcpy | after/before |"
+    printf "| bits | rounding | kernels | op | before GB/s | before ×memcpy "
+    print "| after GB/s | after ×memcpy | after/before |"
     print "|---|---|---|---|---|---|---|---|---|"
     for (i = 1; i <= nkeys; ++i) {
         split(order[i], f, " ")
