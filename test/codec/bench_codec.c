@@ -3,7 +3,10 @@
  * per bit width and rounding next to memcpy of the same buffer (same run,
  * ratios), measured error per bit width on Gaussian and Student-t(3) data,
  * the absmax-symmetric vs min/max scaling comparison and the block-size
- * sweep behind QTOPO_CODEC_DEFAULT_BLOCK.  Runs in about 15 s.
+ * sweep behind QTOPO_CODEC_DEFAULT_BLOCK.  Runs in about 15 s; `bench_codec
+ * throughput` prints the throughput table alone (what bench_compare.sh repeats).
+ * Times are the thread's CPU time, best of REPS: on a shared machine the wall clock
+ * also counts the time other processes hold the core.
  */
 
 #include "codec_test.h"
@@ -32,7 +35,7 @@ typedef void (*bench_fn)(bench_t *b);
 static double now(void)
 {
     struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
+    clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
     return (double) ts.tv_sec + 1e-9 * (double) ts.tv_nsec;
 }
 
@@ -91,7 +94,7 @@ static void throughput_table(bench_t *b)
 {
     double mem = best_gbs(op_memcpy, b);
     printf("== throughput, GB/s of fp32 input (ratio to memcpy), %zu MiB, block %d, "
-           "best of %d, one core\n",
+           "best of %d CPU times, one core\n",
            4 * b->n >> 20, b->p.block, REPS);
     printf("memcpy %.2f GB/s\n", mem);
     printf("bits  rounding   kernels encode          decode          decode_add\n");
@@ -258,8 +261,9 @@ static void block_sweep(datasets_t *d, bench_t *b)
     }
 }
 
-int main(void)
+int main(int argc, char **argv)
 {
+    int throughput_only = 1 < argc && 0 == strcmp(argv[1], "throughput");
     qtopo_codec_params_t p = { 8, QTOPO_CODEC_DEFAULT_BLOCK, QTOPO_ROUND_NEAREST };
     size_t cap = qtopo_codec_max_size(THROUGHPUT_N, &p) * 2;
     float *src = malloc(4 * (size_t) THROUGHPUT_N), *out = malloc(4 * (size_t) THROUGHPUT_N);
@@ -275,12 +279,14 @@ int main(void)
     }
     memset(out, 0, 4 * (size_t) THROUGHPUT_N);
     throughput_table(&b);
-    for (size_t i = 0; i < ERROR_N; ++i) {
+    for (size_t i = 0; i < ERROR_N && !throughput_only; ++i) {
         src[ERROR_N + i] = (float) rng_student3(&s);
     }
-    error_table(&d);
-    scaling_table(&d);
-    block_sweep(&d, &b);
+    if (!throughput_only) {
+        error_table(&d);
+        scaling_table(&d);
+        block_sweep(&d, &b);
+    }
     free(src);
     free(out);
     free(msg);

@@ -247,6 +247,93 @@ static int test_stochastic_unbiased(void)
     return 0;
 }
 
+/* a count of n fair coin flips lies within 5 sigma of n / 2 */
+static int fair(size_t count, size_t n)
+{
+    return fabs((double) count - 0.5 * (double) n) <= 5.0 * 0.5 * sqrt((double) n);
+}
+
+/* element i of the independence test: the block's extremes 0 and 255 at its first two
+ * places, else halfway between two integers */
+static float halfway(size_t i, size_t block)
+{
+    return 0 == i % block ? 0.0f : 1 == i % block ? 255.0f : (float) (i % 255) + 0.5f;
+}
+
+/* encodes x with key, decodes, and sets up[i] = 1 where element i was rounded up */
+static int round_ups(const float *x, size_t n, const qtopo_codec_params_t *p,
+                     const qtopo_codec_key_t *key, msg_t *m, float *y, uint8_t *up)
+{
+    qtopo_codec_block_info_t info;
+    CHECK(QTOPO_CODEC_OK == qtopo_codec_encode(x, n, p, key, m->buf, m->cap, &m->size));
+    CHECK(QTOPO_CODEC_OK == qtopo_codec_decode(m->buf, m->size, n, p, y));
+    CHECK(QTOPO_CODEC_OK == qtopo_codec_block_info(m->buf, m->size, n, p, 0, &info));
+    CHECK(0.5f == info.scale && 127.5f == info.mid); /* levels at the integers 0 .. 255 */
+    for (size_t i = 0; i < n; ++i) {
+        CHECK(y[i] == floorf(x[i]) || y[i] == ceilf(x[i]));
+        up[i] = y[i] > x[i];
+    }
+    return 0;
+}
+
+/*
+ * The decisions of stochastic rounding are fair coins and independent: 8 bits, blocks
+ * with extremes 0 and 255 (so the levels are the integers) and every other value halfway
+ * between two levels.  Over 2^20 elements, whose RNG counter crosses 2^32 on the way,
+ * each within 5 sigma: half of them round up; a decision agrees with the one lag places
+ * later half of the time (lag 1: neighbours; 8: the same SIMD lane in the next group;
+ * 32: the next four-group step; 4096: the next block), and with the same element's
+ * decision on another call or rank.  Both kernels produce these bits (see
+ * simd_scalar_identical); a generator that repeats bits across lanes, groups, blocks or
+ * keys fails here.
+ */
+static int test_stochastic_independent(void)
+{
+    enum { B = 4096, N = 1 << 20, KEYS = 3 };
+    static const size_t lags[] = { 1, 2, 8, 32, B };
+    qtopo_codec_params_t p = mkparams(8, B, QTOPO_ROUND_STOCHASTIC);
+    qtopo_codec_key_t keys[KEYS] = { { 1, 2, 3, (1ull << 32) - N / 2 - 3 },
+                                     { 1, 3, 3, (1ull << 32) - N / 2 - 3 },
+                                     { 1, 2, 4, (1ull << 32) - N / 2 - 3 } };
+    float *x = malloc(N * sizeof(float)), *y = malloc(N * sizeof(float));
+    uint8_t *up = malloc((size_t) KEYS * N);
+    size_t n_up = 0, n = 0;
+    msg_t m = { NULL, NULL, 0, 0 };
+    int rc = NULL == x || NULL == y || NULL == up || !msg_alloc(&m, N, &p, 0);
+    for (size_t i = 0; i < N && 0 == rc; ++i) {
+        x[i] = halfway(i, B);
+    }
+    for (int k = 0; k < KEYS && 0 == rc; ++k) {
+        rc = round_ups(x, N, &p, &keys[k], &m, y, up + (size_t) k * N);
+    }
+    for (size_t i = 0; i < N && 0 == rc; ++i) {
+        n_up += 1 < i % B ? up[i] : 0;
+        n += 1 < i % B;
+    }
+    CHECKF(0 == rc && fair(n_up, n), "rc %d: %zu of %zu rounded up", rc, n_up, n);
+    for (size_t l = 0; l < sizeof(lags) / sizeof(lags[0]); ++l) {
+        size_t agree = 0, pairs = 0;
+        for (size_t i = 0; i + lags[l] < N; ++i) {
+            int both = 1 < i % B && 1 < (i + lags[l]) % B;
+            agree += both && up[i] == up[i + lags[l]];
+            pairs += both;
+        }
+        CHECKF(fair(agree, pairs), "lag %zu: %zu of %zu agree", lags[l], agree, pairs);
+    }
+    for (int k = 1; k < KEYS; ++k) {
+        size_t agree = 0;
+        for (size_t i = 0; i < N; ++i) {
+            agree += 1 < i % B && up[i] == up[(size_t) k * N + i];
+        }
+        CHECKF(fair(agree, n), "key %d: %zu of %zu agree with key 0", k, agree, n);
+    }
+    free(m.base);
+    free(up);
+    free(y);
+    free(x);
+    return 0;
+}
+
 static int test_huge_values(void)
 {
     static const float pairs[][2] = {
@@ -379,10 +466,14 @@ static int compare_paths(const float *x, size_t n, const qtopo_codec_params_t *p
     return 0;
 }
 
+/* every kernel path, data kind, width and rounding; stochastic rounding also at RNG
+ * counters that cross a multiple of 2^32 inside a group, exactly between two groups (the
+ * SIMD kernel then splits its run there), and wrap around 2^64 */
 static int test_simd_scalar_identical(void)
 {
     static const size_t counts[] = { 1, 13, 64, 1000, 4096 + 77 };
-    static const uint64_t offsets[] = { 0, 5, (1ull << 32) - 13 }; /* RNG counter crosses 2^32 */
+    static const uint64_t offsets[] = { 0, 5, (1ull << 32) - 13, (1ull << 32) - 8 * 37,
+                                        (7ull << 32) + 3, UINT64_MAX - 100 };
     float *x = malloc((4096 + 78) * sizeof(float));
     CHECK(NULL != x);
     if (NULL == qtopo_codec_avx2_kernels()) {
@@ -394,13 +485,18 @@ static int test_simd_scalar_identical(void)
         for (int bi = 0; bi < NBITS; ++bi) {
             for (int r = 0; r < 2; ++r) {
                 for (size_t c = 0; c < sizeof(counts) / sizeof(counts[0]); ++c) {
-                    qtopo_codec_params_t p = mkparams(all_bits[bi], 0 == c % 2 ? 64 : 256, r);
-                    qtopo_codec_key_t key = { 7, 8, 9, offsets[c % 3] };
-                    fill(d, x + 1, counts[c], 100 + c); /* x + 1: not 32-byte aligned */
-                    x[1 + counts[c] / 2] = 2 == c && D_GAUSS == d ? NAN : x[1 + counts[c] / 2];
-                    if (0 != compare_paths(x + 1, counts[c], &p, &key)) {
-                        free(x);
-                        return 1;
+                    size_t noff = r ? sizeof(offsets) / sizeof(offsets[0]) : 1;
+                    for (size_t o = 0; o < noff; ++o) {
+                        qtopo_codec_params_t p = mkparams(all_bits[bi], 0 == c % 2 ? 64 : 256,
+                                                          r);
+                        qtopo_codec_key_t key = { 7, 8, 9, offsets[o] };
+                        fill(d, x + 1, counts[c], 100 + c); /* x + 1: not 32-byte aligned */
+                        x[1 + counts[c] / 2] = 2 == c && D_GAUSS == d ? NAN
+                                                                     : x[1 + counts[c] / 2];
+                        if (0 != compare_paths(x + 1, counts[c], &p, &key)) {
+                            free(x);
+                            return 1;
+                        }
                     }
                 }
             }
@@ -758,6 +854,7 @@ int main(void)
         { "sizes", test_sizes },
         { "roundtrip_bounds", test_roundtrip_bounds },
         { "stochastic_unbiased", test_stochastic_unbiased },
+        { "stochastic_independent", test_stochastic_independent },
         { "huge_values", test_huge_values },
         { "nonfinite", test_nonfinite },
         { "decode_add", test_decode_add },

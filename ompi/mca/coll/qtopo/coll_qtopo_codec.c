@@ -277,6 +277,15 @@ static void dequant16_scalar(const uint8_t *codes, size_t groups, const qtopo_dq
     dequant16_elems(codes, 8 * groups, d, out, add);
 }
 
+static void dev_sums_scalar(const float *x, size_t groups, double mid, int absolute,
+                            double part[8])
+{
+    for (size_t i = 0; i < 8 * groups; ++i) {
+        double d = (double) x[i] - mid;
+        part[i % 8] += absolute ? fabs(d) : d;
+    }
+}
+
 static const qtopo_codec_kernels_t scalar_kernels = {
     .name = "scalar",
     .range = range_scalar,
@@ -284,6 +293,7 @@ static const qtopo_codec_kernels_t scalar_kernels = {
     .dequant = dequant_scalar,
     .quant16 = quant16_scalar,
     .dequant16 = dequant16_scalar,
+    .dev_sums = dev_sums_scalar,
 };
 
 void qtopo_codec_force_scalar(int on)
@@ -445,18 +455,18 @@ static int make_header(float lo, float hi, int levels, float *mid_p, float *scal
 }
 
 /* sum of x[i] - mid (absolute: of |x[i] - mid|) in double, in 8 interleaved partial
- * sums added in a fixed order (fast, and the same bits on every rank and kernel) */
-static double sum_dev(const float *x, size_t len, double mid, int absolute)
+ * sums added in a fixed order (fast, and the same bits on every rank and kernel): the
+ * kernel takes the whole groups of 8, the tail goes on in the same partial sums.  (32
+ * partial sums, 8 independent chains in the AVX2 kernel and a tree for the final sum,
+ * measured no faster on the Zen 3 development host: 1-bit encode 3.8 against 3.9 GB/s,
+ * medians of 7 runs; and these 8 keep the headers of earlier versions bit for bit.) */
+static double sum_dev(const qtopo_codec_kernels_t *kern, const float *x, size_t len, double mid,
+                      int absolute)
 {
     double part[8] = { 0, 0, 0, 0, 0, 0, 0, 0 }, sum = 0.0;
-    size_t i;
-    for (i = 0; i + 8 <= len; i += 8) {
-        for (int k = 0; k < 8; ++k) {
-            double d = (double) x[i + k] - mid;
-            part[k] += absolute ? fabs(d) : d;
-        }
-    }
-    for (; i < len; ++i) {
+    size_t groups = len / 8;
+    kern->dev_sums(x, groups, mid, absolute, part);
+    for (size_t i = 8 * groups; i < len; ++i) {
         double d = (double) x[i] - mid;
         part[i % 8] += absolute ? fabs(d) : d;
     }
@@ -489,12 +499,12 @@ static double sum_dev(const float *x, size_t len, double mid, int absolute)
  * against 0.848), so b >= 2 keeps min/max; stochastic rounding keeps it at every width
  * (it must stay unbiased).
  */
-static int make_header_sign(const float *x, size_t len, float lo, float hi, float *mid_p,
-                            float *scale_p)
+static int make_header_sign(const qtopo_codec_kernels_t *kern, const float *x, size_t len,
+                            float lo, float hi, float *mid_p, float *scale_p)
 {
-    double mid = (double) (float) (sum_dev(x, len, 0.0, 0) / (double) len);
+    double mid = (double) (float) (sum_dev(kern, x, len, 0.0, 0) / (double) len);
     double room = fmin((double) hi - mid, mid - (double) lo); /* >= 0: lo <= mid <= hi */
-    float s = (float) fmin(sum_dev(x, len, mid, 1) / (double) len, room);
+    float s = (float) fmin(sum_dev(kern, x, len, mid, 1) / (double) len, room);
     if ((double) s > room) {
         s = toward_zero(s);
     }
@@ -566,7 +576,7 @@ static int encode_block(encoder_t *e, const float *x, size_t len, uint8_t *hdr,
         store_u32(hdr, 0);
     } else if (make_header(lo, hi, (1 << bits) - 1, &mid, &scale)) {
         float m2, s2;
-        if (use_sign_header(e) && make_header_sign(x, len, lo, hi, &m2, &s2)) {
+        if (use_sign_header(e) && make_header_sign(e->kern, x, len, lo, hi, &m2, &s2)) {
             mid = m2;
             scale = s2;
         }
