@@ -633,6 +633,17 @@ static const float *keep_input(mca_coll_qtopo_module_t *m, const float *src, con
     return m->saved;
 }
 
+#if QTOPO_HAVE_UCX
+/* Test-only fault "rail:RANK:CALL": this rank finds its first rail failed in that call's
+ * first attempt, as if its watchdog had fired. */
+static void inject_rail_fault(mca_coll_qtopo_module_t *m, const qtopo_call_t *call)
+{
+    if (mca_coll_qtopo_fault("rail", m->comm_rank, call->index)) {
+        mca_coll_qtopo_rails_suspect(m->rails, 0, -1, "failure injected by coll_qtopo_fault");
+    }
+}
+#endif
+
 /*
  * A call on rails, with the failover protocol of coll_qtopo_agree.c: every attempt ends
  * with the end agreement; after a rail failure every rank takes the same rails out of
@@ -656,6 +667,7 @@ static int run_with_failover(mca_coll_qtopo_module_t *m, const mca_coll_qtopo_se
 
         if (NULL == input) {
             input = keep_input(m, src, rbuf, count);
+            inject_rail_fault(m, call);
             rc = run_call(m, s, src, rbuf, count, comm, call);
         } else {
             rc = run_call(m, s, input, rbuf, count, comm, call);

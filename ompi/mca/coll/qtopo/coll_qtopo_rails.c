@@ -108,7 +108,8 @@ static bool device_exists(const char *name)
     return NULL != f;
 }
 
-/* The device is up: a network interface with operstate up, an InfiniBand port ACTIVE. */
+/* The device is up: a network interface whose operstate is not down (lo and some
+ * virtual devices say "unknown" and work), an InfiniBand port ACTIVE. */
 static bool device_up(const char *name)
 {
     char path[256], line[64], dev[QTOPO_RAIL_NAME_MAX];
@@ -120,7 +121,8 @@ static bool device_up(const char *name)
         return read_line(path, line, sizeof(line)) && NULL != strstr(line, "ACTIVE");
     }
     snprintf(path, sizeof(path), "/sys/class/net/%s/operstate", name);
-    return read_line(path, line, sizeof(line)) && 0 == strncmp("up", line, 2);
+    return read_line(path, line, sizeof(line)) && 0 != strncmp("down", line, 4)
+           && 0 != strncmp("lowerlayerdown", line, 14) && 0 != strncmp("notpresent", line, 10);
 }
 
 /* Link speed in Mbit/s, 0 when unknown. */
