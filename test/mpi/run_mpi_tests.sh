@@ -200,6 +200,21 @@ done
 run_case "np=4 node_size=2 8-bit: transport fails on rank 1 at call 2" 4 $on \
     --mca coll_qtopo_bits 8 --mca coll_qtopo_node_size 2 --mca coll_qtopo_fault xport:1:2 \
     "$atest" --fault-xport
+# a rail that fails inside a call (injected) on qtopo's own rails, two contexts over lo
+# between pretended nodes: the call is redone over the other rail, results stay exact /
+# within the bound and identical on every rank, one warning names the rail
+if [[ $(ldd "$builddir/.libs/mca_coll_qtopo.so" 2>/dev/null) == *libucp* ]]; then
+    lo_rails="--mca coll_qtopo_transport ucx --mca coll_qtopo_rails lo,lo"
+    lo_rails="$lo_rails --mca coll_qtopo_node_size 2 --mca coll_qtopo_fault rail:1:2"
+    run_case "np=4 rails lo,lo: rail fails on rank 1 at call 2, lossless split-rail" 4 $on \
+        $lo_rails --mca coll_qtopo_hier_min_bytes 0 "$test_bin" --expect on
+    run_case "np=4 rails lo,lo: rail fails on rank 1 at call 2, error-bounded" 4 $on \
+        $lo_rails --mca coll_qtopo_min_bytes 0 "$ebtest"
+    expect_output "np=4 rails lo,lo: the failed rail is named" \
+        "rank 1 of MPI_COMM_WORLD: rail 0 (lo) failed" 4 $on $lo_rails "$test_bin" --expect on
+else
+    echo "SKIP: rail failover on one host (qtopo was built without UCX)"
+fi
 # bit-identity with flush-to-zero on one rank; -0.0 sums; a call past 2^31 bytes
 run_case "np=3 8-bit, FTZ/DAZ on rank 1" 3 $on --mca coll_qtopo_bits 8 "$atest" --ftz
 run_case "np=4 node_size=2 4-bit, FTZ/DAZ on rank 1" 4 $on --mca coll_qtopo_bits 4 \

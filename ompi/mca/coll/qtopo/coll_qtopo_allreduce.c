@@ -26,6 +26,9 @@
 
 #include "coll_qtopo.h"
 #include "coll_qtopo_algo.h"
+#if QTOPO_HAVE_UCX
+#include "coll_qtopo_rails.h"
+#endif
 
 #include "ompi/datatype/ompi_datatype.h"
 

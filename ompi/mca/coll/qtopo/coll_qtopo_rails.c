@@ -1038,10 +1038,10 @@ void mca_coll_qtopo_rails_fail(mca_coll_qtopo_rails_t *rails, const uint64_t *su
         }
         if ((uint64_t) rails->rank == suspect[r]) {
             peer_list(rails, r, peers, sizeof(peers));
-            opal_output(0, "coll:qtopo: rank %d of %s: rail %d (%s) failed: %s with ranks %s; "
-                        "it is out of service on this communicator and the allreduce is redone "
-                        "over the rails left (or the PML)", rails->rank, comm_name, r,
-                        rails->name[r], rails->why[r], peers);
+            opal_output(0, "coll:qtopo: rank %d of %s: rail %d (%s) failed: %s%s%s; it is out "
+                        "of service on this communicator and the allreduce is redone over the "
+                        "rails left (or the PML)", rails->rank, comm_name, r, rails->name[r],
+                        rails->why[r], '\0' != peers[0] ? " with ranks " : "", peers);
         } else if (0 == rails->rank && UINT64_MAX == suspect[r]) {
             opal_output(0, "coll:qtopo: %s: a call on qtopo's rails failed and no rank could "
                         "tell which rail; rail %d (%s) is out of service", comm_name, r,
