@@ -263,6 +263,13 @@ mca_coll_qtopo_verdict_t mca_coll_qtopo_agree(mca_coll_qtopo_module_t *m,
  * those cases. */
 int mca_coll_qtopo_wait_watched(struct ompi_communicator_t *comm, ompi_request_t **req,
                                 ompi_status_public_t *status, int watch);
+/* One round of a dissemination allreduce over the PML with `tag`: `bytes` of v go to the
+ * rank dist ahead, exactly as many come from the rank dist behind into in (another size
+ * is OMPI_ERR_BAD_PARAM). Waits watch as `watch` says. On failure the receive is
+ * cancelled and the send, with detached, detached (*detached set: v must outlive it),
+ * else waited for. The caller combines in with v. */
+int mca_coll_qtopo_exchange_round(struct ompi_communicator_t *comm, int tag, void *v, void *in,
+                                  size_t bytes, int dist, int watch, bool *detached);
 /* Which notice from some rank is waiting (an off notice first), for waits that poll
  * other requests than the PML's and for the end of a failed call. */
 enum { QTOPO_NOTICE_NONE, QTOPO_NOTICE_OFF, QTOPO_NOTICE_FAILOVER };

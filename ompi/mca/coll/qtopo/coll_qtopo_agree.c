@@ -208,20 +208,16 @@ static void fill_vector(const mca_coll_qtopo_module_t *m, const mca_coll_qtopo_s
     }
 }
 
-/* One round: send v to the rank dist ahead, receive from the rank dist behind, MIN;
- * watch: QTOPO_WATCH_* (see confirm_hand_on). */
-static int agree_round(mca_coll_qtopo_module_t *m, struct ompi_communicator_t *comm,
-                       uint64_t *v, uint64_t *in, int n, int dist, int watch)
+int mca_coll_qtopo_exchange_round(struct ompi_communicator_t *comm, int tag, void *v, void *in,
+                                  size_t bytes, int dist, int watch, bool *detached)
 {
-    int size = ompi_comm_size(comm), rank = ompi_comm_rank(comm), rc, i;
+    int size = ompi_comm_size(comm), rank = ompi_comm_rank(comm), rc;
     ompi_request_t *sreq = MPI_REQUEST_NULL, *rreq = MPI_REQUEST_NULL;
     ompi_status_public_t st;
-    size_t bytes = (size_t) n * sizeof(uint64_t);
 
-    rc = MCA_PML_CALL(irecv(in, bytes, MPI_BYTE, (rank - dist + size) % size, QTOPO_TAG_AGREE,
-                            comm, &rreq));
+    rc = MCA_PML_CALL(irecv(in, bytes, MPI_BYTE, (rank - dist + size) % size, tag, comm, &rreq));
     if (OMPI_SUCCESS == rc) {
-        rc = MCA_PML_CALL(isend(v, bytes, MPI_BYTE, (rank + dist) % size, QTOPO_TAG_AGREE,
+        rc = MCA_PML_CALL(isend(v, bytes, MPI_BYTE, (rank + dist) % size, tag,
                                 MCA_PML_BASE_SEND_STANDARD, comm, &sreq));
     }
     if (OMPI_SUCCESS == rc) {
@@ -234,22 +230,34 @@ static int agree_round(mca_coll_qtopo_module_t *m, struct ompi_communicator_t *c
         rc = mca_coll_qtopo_wait_watched(comm, &sreq, &st, watch);
     }
     if (OMPI_SUCCESS != rc) {
-        /* abandoned for good (qtopo goes off): the send may never be received, so its
-         * buffer must outlive the module */
         if (MPI_REQUEST_NULL != rreq) {
             (void) ompi_request_cancel(rreq);
             (void) ompi_request_wait(&rreq, MPI_STATUS_IGNORE);
         }
-        if (MPI_REQUEST_NULL != sreq) {
+        if (MPI_REQUEST_NULL != sreq && NULL != detached) {
             (void) ompi_request_free(&sreq);
-            m->agree_buf_pinned = true;
+            *detached = true;
+        } else if (MPI_REQUEST_NULL != sreq) {
+            (void) ompi_request_wait(&sreq, MPI_STATUS_IGNORE);
         }
-        return rc;
     }
-    for (i = 0; i < n; ++i) {
+    return rc;
+}
+
+/* One round of the agreement, then MIN; watch: QTOPO_WATCH_* (see confirm_hand_on). An
+ * agreement abandoned for good (qtopo goes off) detaches its send, which may never be
+ * received, so its buffer must outlive the module (pinned). */
+static int agree_round(mca_coll_qtopo_module_t *m, struct ompi_communicator_t *comm,
+                       uint64_t *v, uint64_t *in, int n, int dist, int watch)
+{
+    int rc, i;
+
+    rc = mca_coll_qtopo_exchange_round(comm, QTOPO_TAG_AGREE, v, in, (size_t) n * sizeof(*v),
+                                       dist, watch, &m->agree_buf_pinned);
+    for (i = 0; OMPI_SUCCESS == rc && i < n; ++i) {
         v[i] = in[i] < v[i] ? in[i] : v[i];
     }
-    return OMPI_SUCCESS;
+    return rc;
 }
 
 /* Every rank turns qtopo off for good: said once, by rank 0 of the communicator. */

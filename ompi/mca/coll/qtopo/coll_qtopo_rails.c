@@ -576,39 +576,6 @@ static bool open_rails(mca_coll_qtopo_rails_t *rails, size_t *addr_len, bool spe
 
 /* ---- the agreement on the rails ---------------------------------------------------------- */
 
-/* One round of the dissemination MAX-allreduce: send v to the rank dist ahead, receive
- * from the rank dist behind into in. */
-static int max_round(struct ompi_communicator_t *comm, void *v, void *in, size_t bytes, int dist)
-{
-    int size = ompi_comm_size(comm), rank = ompi_comm_rank(comm), rc;
-    ompi_request_t *sreq = MPI_REQUEST_NULL, *rreq = MPI_REQUEST_NULL;
-    ompi_status_public_t st;
-
-    rc = MCA_PML_CALL(irecv(in, bytes, MPI_BYTE, (rank - dist + size) % size, QTOPO_TAG_RAILS,
-                            comm, &rreq));
-    if (OMPI_SUCCESS == rc) {
-        rc = MCA_PML_CALL(isend(v, bytes, MPI_BYTE, (rank + dist) % size, QTOPO_TAG_RAILS,
-                                MCA_PML_BASE_SEND_STANDARD, comm, &sreq));
-    }
-    if (OMPI_SUCCESS == rc) {
-        rc = mca_coll_qtopo_wait_watched(comm, &rreq, &st, 0);
-    }
-    if (OMPI_SUCCESS == rc) {
-        rc = mca_coll_qtopo_wait_watched(comm, &sreq, &st, 0);
-    }
-    if (OMPI_SUCCESS != rc) {
-        /* only after an "off" notice: the buffers are the caller's stack, so wait */
-        if (MPI_REQUEST_NULL != rreq) {
-            (void) ompi_request_cancel(rreq);
-            (void) ompi_request_wait(&rreq, MPI_STATUS_IGNORE);
-        }
-        if (MPI_REQUEST_NULL != sreq) {
-            (void) ompi_request_wait(&sreq, MPI_STATUS_IGNORE);
-        }
-    }
-    return rc;
-}
-
 /*
  * Elementwise MAX of `bytes` at v over every rank (elements of esize = 1 or 8 bytes), in
  * pieces of QTOPO_RAIL_EXCHANGE_CHUNK: a dissemination allreduce over the PML with
@@ -627,7 +594,8 @@ static int rails_max(struct ompi_communicator_t *comm, void *v, size_t bytes, si
         uint8_t *c = (uint8_t *) v + off;
 
         for (dist = 1; OMPI_SUCCESS == rc && dist < size; dist *= 2) {
-            rc = max_round(comm, c, in, n, dist);
+            /* the buffers are this stack's: a failed round waits for its send */
+            rc = mca_coll_qtopo_exchange_round(comm, QTOPO_TAG_RAILS, c, in, n, dist, 0, NULL);
             for (i = 0; OMPI_SUCCESS == rc && i < n / esize; ++i) {
                 if (8 == esize) {
                     uint64_t *w = (uint64_t *) c;
