@@ -99,6 +99,7 @@ static qtopo_sra_args_t current_args(void)
     mpit_cvar_read("rounding", &a.codec.rounding);
     mpit_cvar_read("seed", &seed);
     mpit_cvar_read("segment_size", &seg);
+    mpit_cvar_read("scratch_max", &a.scratch_max);
     a.seed = seed;
     a.seg_bytes = seg;
     return a;

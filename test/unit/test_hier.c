@@ -317,7 +317,7 @@ static void test_scratch_covers_slices(void)
                     for (l = 0; l < L; ++l) {
                         size_t len = qtopo_seg_len(count, nblk, L, b, l);
                         size_t need = q ? qtopo_sra_scratch_bytes(len, 2, &a.sra)
-                                        : qtopo_ring_scratch_bytes(len, 2, a.seg_bytes);
+                                        : qtopo_ring_scratch_bytes(len, 2, a.seg_bytes, 0);
                         bad += need > have;
                     }
                 }
