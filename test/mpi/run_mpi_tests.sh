@@ -103,6 +103,23 @@ for spec in $(pick "4:2 6:3 6:2 8:4 8:2 8:3 6:1 4:4" "4:2 6:3"); do
     run_case "np=$np node_size=$k 8-bit (quick)" "$np" $on --mca coll_qtopo_node_size "$k" \
         --mca coll_qtopo_bits 8 --mca coll_qtopo_segment_size 65536 "$qtest" --quick
 done
+# ranks dealt to pretended nodes in turn (coll_qtopo_node_size -K, as --map-by node): the
+# flat algorithms run in node order (the quantized test's model follows it; its split-rail
+# model knows node-major layouts only, hence algorithm flat there), split-rail on
+# interleaved nodes
+expect_output "np=6 node_size=-2: 3 nodes dealt in turn, flat order by node" \
+    "node 0 = ranks 0,3; .*flat order 0,3,1,4,2,5" 6 $on --mca coll_qtopo_node_size -2 \
+    $verbose2 "$test_bin" --expect on
+run_case "np=6 node_size=-2 flat lossless in node order" 6 $on --mca coll_qtopo_node_size -2 \
+    --mca coll_qtopo_algorithm flat "$test_bin" --expect on
+run_case "np=8 node_size=-4 flat 8-bit in node order" 8 $on --mca coll_qtopo_node_size -4 \
+    --mca coll_qtopo_algorithm flat --mca coll_qtopo_bits 8 --mca coll_qtopo_rounding stochastic \
+    --mca coll_qtopo_segment_size 65536 "$qtest" --quick
+run_case "np=7 node_size=-2 uneven 4-bit in node order" 7 $on --mca coll_qtopo_node_size -2 \
+    --mca coll_qtopo_algorithm flat --mca coll_qtopo_bits 4 --mca coll_qtopo_segment_size 65536 \
+    "$qtest" --quick
+run_case "np=8 node_size=-4 split-rail on interleaved nodes, lossless" 8 $on \
+    --mca coll_qtopo_node_size -4 --mca coll_qtopo_hier_min_bytes 0 "$test_bin" --expect on
 # error-bounded mode (coll_qtopo_error_bound, _mode, rules eE/rE through MPI_T): flat at
 # np = 2, 3, 5, 8, split-rail on pretended nodes
 ebtest="$builddir/test/mpi/test_ebound"

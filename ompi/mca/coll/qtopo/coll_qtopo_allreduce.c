@@ -441,21 +441,26 @@ static void network_xport(const mca_coll_qtopo_module_t *m, bool fail_waits, qto
     ctx->pml.fail_waits = fail_waits;
 }
 
-/* Flat: the exact ring, or scatter-reduce-allgather when quantized, over all ranks. */
+/* Flat: the exact ring, or scatter-reduce-allgather when quantized, over all ranks in
+ * node order (coll_qtopo_nodes.h): with ranks dealt to nodes round-robin (mpirun
+ * --map-by node) a ring in rank order would cross the network at every hop, in node
+ * order it does so once per node. The order comes from the node labels of the first
+ * call's agreement, so it is the same on every rank; keys of stochastic rounding stay the
+ * communicator ranks. */
 static int run_flat(const mca_coll_qtopo_module_t *m, bool fail_waits,
                     struct ompi_communicator_t *comm, const float *src, float *rbuf,
                     size_t count, const qtopo_call_t *call, qtopo_sra_args_t *a,
                     qtopo_sra_stats_t *stats)
 {
-    int size = ompi_comm_size(comm), rank = ompi_comm_rank(comm), rc;
+    int size = ompi_comm_size(comm), rc;
     xport_ctx_t ctx;
     qtopo_xport_t x;
 
-    network_xport(m, fail_waits, &x, &ctx, comm, NULL, rank, size);
+    network_xport(m, fail_waits, &x, &ctx, comm, m->nodes.order, m->nodes.order_index, size);
     if (32 == call->bits) {
         rc = qtopo_ring_allreduce(&x, src, rbuf, count, call->segment, a->scratch_max,
                                   call->scratch);
-        stats->bytes_sent = qtopo_ring_bytes_sent(count, size, rank, QTOPO_RING_BOTH);
+        stats->bytes_sent = qtopo_ring_bytes_sent(count, size, x.rank, QTOPO_RING_BOTH);
     } else {
         rc = qtopo_sra_allreduce(&x, src, rbuf, count, a, call->scratch, stats);
     }

@@ -282,7 +282,9 @@ static int qtopo_register(void)
     c->node_size = 0;
     register_var("node_size",
                  "Pretend that every K consecutive ranks form a node (testing and tuning the "
-                 "hierarchy on one host); 0 (default) uses the real node layout",
+                 "hierarchy on one host); -K: pretend ceil(size / K) nodes and deal the ranks "
+                 "to them in turn, as mpirun --map-by node does; 0 (default) uses the real "
+                 "node layout",
                  MCA_BASE_VAR_TYPE_INT, NULL, OPAL_INFO_LVL_9, false, &c->node_size);
     register_quantization_params(c);
     register_rail_params(c);
