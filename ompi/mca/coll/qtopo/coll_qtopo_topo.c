@@ -6,8 +6,8 @@
  * (coll_qtopo_agree.c) gives every rank every label. With
  * coll_qtopo_node_size=K, every K consecutive ranks pretend to be a node instead
  * (tests and tuning on one host); with -K, ranks are dealt to ceil(size / K) pretended
- * nodes in turn, as mpirun --map-by node deals them to hosts. From the labels coll_qtopo_nodes.c derives the node
- * and rail groups.
+ * nodes in turn, as mpirun --map-by node deals them to hosts. From the labels
+ * coll_qtopo_nodes.c derives the node and rail groups and the flat algorithms' node order.
  *
  * qtopo creates no sub-communicators: its groups are rank tables over the parent
  * communicator's PML (coll_qtopo_xport_pml.c), so nothing can recurse into qtopo and
