@@ -51,8 +51,10 @@ enum { SRA_SEND, SRA_RECV, SRA_GRECV, SRA_NPEERKINDS, SRA_GSEND = SRA_NPEERKINDS
 #define SRA_NBUFS(n) (2 * ((size_t) SRA_NPEERKINDS * (size_t) (n) + 1))
 #define SRA_NREQS(n) (2 * (size_t) SRA_NKINDS * (size_t) (n))
 
-/* Scratch that any buffer may have: coll_qtopo_sra.c picks finer segments beyond it. */
+/* The scratch budget of buffers smaller than this (qtopo_sra_nsegments), and the most
+ * segments a chunk is cut into. */
 #define QTOPO_SRA_SCRATCH_FLOOR ((size_t) 8 << 20)
+#define QTOPO_SRA_MAX_NSEG ((size_t) 1 << 20)
 
 typedef struct sra_plan {
     qtopo_xport_t *x;
@@ -104,13 +106,14 @@ static size_t sra_bytes(size_t maxseg, int n, const qtopo_sra_args_t *a)
  * O(buffer) whatever the number of ranks: it holds six segments' stripes (a segment of
  * every chunk) in the codec's worst case, and the stripes shrink as the segments do.
  * The largest segment that fits is found by bisection (the size grows with it); at one
- * element per segment the scratch is a few hundred bytes per rank, which may still
- * exceed a small scratch_max: the caller compares qtopo_sra_scratch_bytes() with it.
+ * element per segment (or QTOPO_SRA_MAX_NSEG segments) the scratch is a few hundred
+ * bytes per rank, which may still exceed a small scratch_max: the caller compares
+ * qtopo_sra_scratch_bytes() with it.
  * A pure function of (count, size, arguments): equal on every rank.
  */
 int qtopo_sra_nsegments(size_t count, int size, const qtopo_sra_args_t *a)
 {
-    size_t maxchunk = qtopo_part_len(count, (size_t) size, 0), budget, lo = 1, hi, mid;
+    size_t maxchunk = qtopo_part_len(count, (size_t) size, 0), budget, lo, hi, mid;
     int nseg = qtopo_nsegments(maxchunk * sizeof(float), a->seg_bytes);
 
     budget = count * sizeof(float) > QTOPO_SRA_SCRATCH_FLOOR ? count * sizeof(float)
@@ -121,6 +124,7 @@ int qtopo_sra_nsegments(size_t count, int size, const qtopo_sra_args_t *a)
         return nseg;
     }
     /* the largest segment length in [lo, hi) whose scratch fits (lo when none does) */
+    lo = maxchunk > QTOPO_SRA_MAX_NSEG ? (maxchunk - 1) / QTOPO_SRA_MAX_NSEG + 1 : 1;
     while (lo + 1 < hi) {
         mid = lo + (hi - lo) / 2;
         if (sra_bytes(mid, size, a) <= budget) {
