@@ -56,6 +56,7 @@ expect_output() {
 }
 
 on="--mca coll_qtopo_priority 40"
+verbose2="--mca coll_qtopo_verbose 2"
 # QTOPO_MPI_QUICK=1 (the Open MPI 5.0 leg in CI): the same kinds of cases over fewer rank
 # counts, widths and layouts
 quick=${QTOPO_MPI_QUICK:-0}
@@ -133,7 +134,6 @@ expect_output "np=2 negative error bound is reported" "coll_qtopo_error_bound" 2
     --mca coll_qtopo_error_bound -1 "$test_bin" --expect off
 run_case "np=8 node_size=2 4-bit stochastic, ratio/rules/EF" 8 $on --mca coll_qtopo_node_size 2 \
     --mca coll_qtopo_bits 4 --mca coll_qtopo_rounding stochastic "$qtest"
-verbose2="--mca coll_qtopo_verbose 2"
 expect_output "np=6 node_size=3: topology 2 nodes x 3" "2 nodes x 3 ranks; node 1 = ranks 3,4,5" \
     6 $on --mca coll_qtopo_node_size 3 $verbose2 "$test_bin" --expect on
 expect_output "np=6 node_size=3 runs hier" "MPI_COMM_WORLD: hier" \
