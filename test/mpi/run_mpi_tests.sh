@@ -165,8 +165,8 @@ run_case "np=4 bits=3 is reported and falls back" 4 $on --mca coll_qtopo_bits 3 
 # every call is handed on (below, with test_agree)
 run_case "np=4 scratch_max 256 KiB: ring with one receive slot" 4 $on \
     --mca coll_qtopo_scratch_max 262144 "$test_bin" --expect on
-run_case "np=5 scratch_max 16 KiB, 4 KiB segments: ring with four receive slots" 5 $on \
-    --mca coll_qtopo_scratch_max 16384 --mca coll_qtopo_segment_size 4096 \
+run_case "np=5 scratch_max 128 KiB, 4 KiB segments: large calls with fewer slots" 5 $on \
+    --mca coll_qtopo_scratch_max 131072 --mca coll_qtopo_segment_size 4096 \
     "$test_bin" --expect on
 run_case "np=4 bits=8 scratch_max 300000: finer segments" 4 $on --mca coll_qtopo_bits 8 \
     --mca coll_qtopo_scratch_max 300000 "$qtest" --quick
