@@ -56,6 +56,7 @@ expect_output() {
 }
 
 on="--mca coll_qtopo_priority 40"
+verbose2="--mca coll_qtopo_verbose 2"
 # QTOPO_MPI_QUICK=1 (the Open MPI 5.0 leg in CI): the same kinds of cases over fewer rank
 # counts, widths and layouts
 quick=${QTOPO_MPI_QUICK:-0}
@@ -103,6 +104,23 @@ for spec in $(pick "4:2 6:3 6:2 8:4 8:2 8:3 6:1 4:4" "4:2 6:3"); do
     run_case "np=$np node_size=$k 8-bit (quick)" "$np" $on --mca coll_qtopo_node_size "$k" \
         --mca coll_qtopo_bits 8 --mca coll_qtopo_segment_size 65536 "$qtest" --quick
 done
+# ranks dealt to pretended nodes in turn (coll_qtopo_node_size -K, as --map-by node): the
+# flat algorithms run in node order (the quantized test's model follows it; its split-rail
+# model knows node-major layouts only, hence algorithm flat there), split-rail on
+# interleaved nodes
+expect_output "np=6 node_size=-2: 3 nodes dealt in turn, flat order by node" \
+    "node 0 = ranks 0,3; .*flat order 0,3,1,4,2,5" 6 $on --mca coll_qtopo_node_size -2 \
+    $verbose2 "$test_bin" --expect on
+run_case "np=6 node_size=-2 flat lossless in node order" 6 $on --mca coll_qtopo_node_size -2 \
+    --mca coll_qtopo_algorithm flat "$test_bin" --expect on
+run_case "np=8 node_size=-4 flat 8-bit in node order" 8 $on --mca coll_qtopo_node_size -4 \
+    --mca coll_qtopo_algorithm flat --mca coll_qtopo_bits 8 --mca coll_qtopo_rounding stochastic \
+    --mca coll_qtopo_segment_size 65536 "$qtest" --quick
+run_case "np=7 node_size=-2 uneven 4-bit in node order" 7 $on --mca coll_qtopo_node_size -2 \
+    --mca coll_qtopo_algorithm flat --mca coll_qtopo_bits 4 --mca coll_qtopo_segment_size 65536 \
+    "$qtest" --quick
+run_case "np=8 node_size=-4 split-rail on interleaved nodes, lossless" 8 $on \
+    --mca coll_qtopo_node_size -4 --mca coll_qtopo_hier_min_bytes 0 "$test_bin" --expect on
 # error-bounded mode (coll_qtopo_error_bound, _mode, rules eE/rE through MPI_T): flat at
 # np = 2, 3, 5, 8, split-rail on pretended nodes
 ebtest="$builddir/test/mpi/test_ebound"
@@ -116,7 +134,6 @@ expect_output "np=2 negative error bound is reported" "coll_qtopo_error_bound" 2
     --mca coll_qtopo_error_bound -1 "$test_bin" --expect off
 run_case "np=8 node_size=2 4-bit stochastic, ratio/rules/EF" 8 $on --mca coll_qtopo_node_size 2 \
     --mca coll_qtopo_bits 4 --mca coll_qtopo_rounding stochastic "$qtest"
-verbose2="--mca coll_qtopo_verbose 2"
 expect_output "np=6 node_size=3: topology 2 nodes x 3" "2 nodes x 3 ranks; node 1 = ranks 3,4,5" \
     6 $on --mca coll_qtopo_node_size 3 $verbose2 "$test_bin" --expect on
 expect_output "np=6 node_size=3 runs hier" "MPI_COMM_WORLD: hier" \
@@ -142,6 +159,20 @@ run_case "np=4 node_size=2 three threads, 8-bit split-rail" 4 $on --mca coll_qto
 run_case "np=2 qtopo on, > 2^28 elements" 2 $on "$test_bin" --expect on --large
 run_case "np=4 bits=3 is reported and falls back" 4 $on --mca coll_qtopo_bits 3 \
     "$test_bin" --expect off
+# coll_qtopo_scratch_max: the ring with as few as one receive slot, the quantized
+# algorithm with finer segments (the test's model follows them), split-rail stepping
+# aside for flat where its node stage does not fit; a cap no call fits is said and
+# every call is handed on (below, with test_agree)
+run_case "np=4 scratch_max 256 KiB: ring with one receive slot" 4 $on \
+    --mca coll_qtopo_scratch_max 262144 "$test_bin" --expect on
+run_case "np=5 scratch_max 128 KiB, 4 KiB segments: large calls with fewer slots" 5 $on \
+    --mca coll_qtopo_scratch_max 131072 --mca coll_qtopo_segment_size 4096 \
+    "$test_bin" --expect on
+run_case "np=4 bits=8 scratch_max 300000: finer segments" 4 $on --mca coll_qtopo_bits 8 \
+    --mca coll_qtopo_scratch_max 300000 "$qtest" --quick
+expect_output "np=4 node_size=2 scratch_max 1 MiB: split-rail steps aside" \
+    "MPI_COMM_WORLD: flat" 4 $on --mca coll_qtopo_node_size 2 --mca coll_qtopo_hier_min_bytes 0 \
+    --mca coll_qtopo_scratch_max 1048576 $verbose2 "$test_bin" --expect on
 expect_output "np=4 bits=3 message" "coll_qtopo_bits has the value \"3\"" 4 $on --mca coll_qtopo_bits 3 \
     "$test_bin" --expect off
 expect_output "np=2 --mca coll qtopo names the components to add" \
@@ -177,6 +208,8 @@ agree_case "np=4 ratio 1 vs 0.5 on rank 2" "$differ.*coll_qtopo_ratio" \
     OMPI_MCA_coll_qtopo_ratio=0.5 --mca coll_qtopo_bits 8
 agree_case "np=4 segment size differs on rank 2" "$differ.*coll_qtopo_segment_size" \
     OMPI_MCA_coll_qtopo_segment_size=65536
+agree_case "np=4 scratch_max differs on rank 2" "$differ.*coll_qtopo_scratch_max" \
+    OMPI_MCA_coll_qtopo_scratch_max=65536
 agree_case "np=4 rules differ on rank 2" "$differ.*coll_qtopo_rules" \
     "OMPI_MCA_coll_qtopo_rules=*:8"
 agree_case "np=4 node_size=2 algorithm hier vs flat on rank 2" "$differ.*coll_qtopo_algorithm" \
@@ -189,6 +222,11 @@ agree_case "np=4 qtopo off (priority 0) on rank 2" "$without" OMPI_MCA_coll_qtop
 agree_case "np=4 larger min_bytes on rank 2" "$without" OMPI_MCA_coll_qtopo_min_bytes=1000000000
 agree_case "np=4 smaller min_bytes on rank 2 only" "$without" OMPI_MCA_coll_qtopo_min_bytes=0 \
     --mca coll_qtopo_min_bytes 1000000000
+# a scratch cap no call fits: every call handed on (integer data exact), said once
+log="$log_dir/scratch_max_too_small.log"
+mpi_run 4 $on --mca coll_qtopo_scratch_max 1000 "$atest" --exact 3 >"$log" 2>&1 &&
+    [ "$(grep -c "more than coll_qtopo_scratch_max (1000)" "$log")" = 1 ]
+record "np=4 scratch_max 1000: every call handed on, said once" $? "$log"
 # one rank fails: an allocation before the call is handed on everywhere; a transport
 # failure inside the call ends it without a hang and turns qtopo off everywhere
 for algo in "flat" "hier --mca coll_qtopo_node_size 2"; do

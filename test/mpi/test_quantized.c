@@ -40,6 +40,7 @@ typedef struct qcomm {
     int rank, size;
     uint64_t calls;
     int hier_local; /* ranks per pretended node when qtopo runs split-rail here, else 0 */
+    int *order;     /* the flat algorithms' order of the ranks (by node) */
 } qcomm_t;
 
 /* Ranks per node of comm when they are laid out node-major with the same count on
@@ -76,13 +77,54 @@ static int hier_local_size(MPI_Comm comm, int size)
     return 1 != alg && k > 1 && 0 == size % k && size / k > 1 ? k : 0;
 }
 
+/* The node label qtopo gives this rank (coll_qtopo_topo.c): K consecutive ranks per node
+ * with coll_qtopo_node_size = K, ranks dealt to ceil(size / K) nodes with -K, else the
+ * lowest rank on this rank's real node. */
+static int node_label(MPI_Comm comm, int rank, int size)
+{
+    int k, label;
+    MPI_Comm shm;
+
+    mpit_cvar_read("node_size", &k);
+    if (0 != k) {
+        return 0 < k ? rank / k : rank % ((size - k - 1) / -k);
+    }
+    MPI_Comm_split_type(comm, MPI_COMM_TYPE_SHARED, rank, MPI_INFO_NULL, &shm);
+    MPI_Allreduce(&rank, &label, 1, MPI_INT, MPI_MIN, shm);
+    MPI_Comm_free(&shm);
+    return label;
+}
+
+/* order: the ranks by node (nodes in order of their lowest rank), then by rank, as
+ * qtopo's flat algorithms run them (coll_qtopo_nodes.h). */
+static void flat_order(MPI_Comm comm, int rank, int size, int *order)
+{
+    int *labels = malloc(sizeof(int) * (size_t) size), label = node_label(comm, rank, size);
+    int i, j, first, pos = 0;
+
+    MPI_Allgather(&label, 1, MPI_INT, labels, 1, MPI_INT, comm);
+    for (i = 0; i < size; ++i) {
+        for (j = 0, first = 1; j < i; ++j) {
+            first = first && labels[j] != labels[i];
+        }
+        for (j = i; first && j < size; ++j) {
+            if (labels[j] == labels[i]) {
+                order[pos++] = j;
+            }
+        }
+    }
+    free(labels);
+}
+
 static qcomm_t qcomm_make(const char *name, MPI_Comm comm)
 {
-    qcomm_t q = {name, comm, 0, 0, 0, 0};
+    qcomm_t q = {name, comm, 0, 0, 0, 0, NULL};
 
     MPI_Comm_rank(comm, &q.rank);
     MPI_Comm_size(comm, &q.size);
     q.hier_local = hier_local_size(comm, q.size);
+    q.order = malloc(sizeof(int) * (size_t) q.size);
+    flat_order(comm, q.rank, q.size, q.order);
     return q;
 }
 
@@ -99,6 +141,7 @@ static qtopo_sra_args_t current_args(void)
     mpit_cvar_read("rounding", &a.codec.rounding);
     mpit_cvar_read("seed", &seed);
     mpit_cvar_read("segment_size", &seg);
+    mpit_cvar_read("scratch_max", &a.scratch_max);
     a.seed = seed;
     a.seg_bytes = seg;
     return a;
@@ -166,6 +209,7 @@ static int check_call(qcomm_t *q, size_t count, int in_place, int salt, int nonf
 {
     float **in = alloc_inputs(q->size, count);
     float *out = malloc(count * sizeof(float) + 1);
+    float **by_node = malloc(sizeof(float *) * (size_t) q->size);
     sra_model_in_t mi = {q->size, count, in, *args, NULL};
     sra_model_out_t mo;
     unsigned long q0 = mpit_counter("calls_quantized");
@@ -187,6 +231,12 @@ static int check_call(qcomm_t *q, size_t count, int in_place, int salt, int nonf
     if (q->hier_local) {
         hier_model_run(&mi, q->hier_local, &mo);
     } else {
+        /* group member p is rank order[p], keyed with its rank */
+        for (int p = 0; p < q->size; ++p) {
+            by_node[p] = in[q->order[p]];
+        }
+        mi.in = by_node;
+        mi.key_ranks = q->order;
         sra_model_run(&mi, &mo);
     }
     for (i = 0; i < count; ++i) {
@@ -210,6 +260,7 @@ static int check_call(qcomm_t *q, size_t count, int in_place, int salt, int nonf
     free(mo.bound);
     free(out);
     free_inputs(in, q->size);
+    free(by_node);
     return quantized;
 }
 
@@ -364,6 +415,9 @@ int main(int argc, char **argv)
             CHECK(with * 5.0 < without, "EF drift %.4g not far below %.4g", with, without);
         }
     }
+    free(world.order);
+    free(qdup.order);
+    free(qhalf.order);
     MPI_Comm_free(&half);
     MPI_Comm_free(&dup);
 

@@ -73,7 +73,6 @@ static void model_segment(const sra_model_in_t *t, int owner, size_t off, size_t
 void sra_model_run(const sra_model_in_t *t, sra_model_out_t *m)
 {
     int nseg, c, j;
-    size_t maxchunk = qtopo_part_len(t->count, (size_t) t->n, 0);
 
     m->wire = 0;
     m->codec_errors = 0;
@@ -82,7 +81,7 @@ void sra_model_run(const sra_model_in_t *t, sra_model_out_t *m)
         memset(m->bound, 0, t->count * sizeof(double));
         return;
     }
-    nseg = qtopo_nsegments(maxchunk * sizeof(float), t->args.seg_bytes);
+    nseg = qtopo_sra_nsegments(t->count, t->n, &t->args);
     for (c = 0; c < t->n; ++c) {
         size_t clen = qtopo_part_len(t->count, (size_t) t->n, (size_t) c);
         size_t coff = qtopo_part_off(t->count, (size_t) t->n, (size_t) c);
@@ -108,6 +107,7 @@ static void hier_model_piece(const sra_model_in_t *t, int local, int b, int l,
     sra_model_out_t mo = {m->y + off, m->bound + off, 0, 0};
 
     mi.args.elem_base = t->args.elem_base + off;
+    mi.args.scratch_max = qtopo_hier_rail_budget(t->count, local, t->args.scratch_max);
     for (node = 0; node < nodes; ++node) {
         sums[node] = calloc(len + 1, sizeof(float));
         keys[node] = node * local + l;

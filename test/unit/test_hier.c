@@ -1,7 +1,8 @@
 /*
  * Unit tests of the node map (coll_qtopo_nodes.c) and of the hierarchical split-rail
  * allreduce (coll_qtopo_hier.c) over the mock transport, M nodes x L ranks as threads:
- *   - node maps of regular, interleaved, uneven, one-per-node and one-node layouts;
+ *   - node maps of regular, interleaved, uneven, one-per-node and one-node layouts, and
+ *     the node order of the flat algorithms (a ring in it leaves each node once);
  *   - lossless: every rank bit-identical, within the float rounding bound of the
  *     exact sum, exact for integer data; bytes as the ring phases predict;
  *   - quantized, integer data (node sums are exact in fp32): every rank equals, bit
@@ -71,6 +72,54 @@ static void test_node_maps(void)
     check_map(uneven, 7, 3, 4, 1, 1, 2, rail_u1, 3, 0);
     check_map(single, 3, 1, 1, 0, 1, 3, rail_s, 1, 1);
     check_map(spread, 3, 1, 3, 1, 0, 1, rail_p, 3, 1);
+}
+
+/* The flat algorithms' node order: nodes in order of their lowest rank, each node's
+ * ranks ascending; the same on every rank; a ring in it leaves each node once. */
+static void check_order(const int *labels, int size, const int *want)
+{
+    int rank, i, crossings, moved;
+
+    for (rank = 0; rank < size; ++rank) {
+        qtopo_nodes_t t;
+        char line[256];
+
+        CHECK(0 == qtopo_nodes_build(labels, size, rank, &t), "build");
+        CHECK(0 == memcmp(t.order, want, sizeof(int) * (size_t) size)
+                  && t.order[t.order_index] == rank,
+              "size %d rank %d: order %d,%d,... at %d", size, rank, t.order[0],
+              t.order[size > 1 ? 1 : 0], t.order_index);
+        for (i = 0, crossings = 0; i < size; ++i) {
+            crossings += labels[t.order[i]] != labels[t.order[(i + 1) % size]];
+        }
+        CHECK(crossings == (1 < t.nnodes ? t.nnodes : 0), "size %d: the ring crosses %d times "
+              "between %d nodes", size, crossings, t.nnodes);
+        for (i = 0, moved = 0; i < size; ++i) {
+            moved += want[i] != i;
+        }
+        qtopo_nodes_format(&t, line, sizeof(line));
+        CHECK((NULL != strstr(line, "flat order")) == (0 < moved), "format: %s", line);
+        qtopo_nodes_free(&t);
+    }
+}
+
+static void test_node_order(void)
+{
+    static const int by_node[] = {0, 1, 2, 3, 0, 1, 2, 3};  /* --map-by node, 4 nodes */
+    static const int mixed[] = {0, 1, 0, 1};
+    static const int uneven[] = {0, 1, 2, 0, 1, 2, 0};       /* dealt round-robin: 3,2,2 */
+    static const int grid[] = {7, 7, 3, 3, 9, 9, 5, 5};     /* node-major already */
+    static const int labels[] = {5, 9, 5, 2, 9, 2};         /* any label values */
+    static const int o_by_node[] = {0, 4, 1, 5, 2, 6, 3, 7}, o_mixed[] = {0, 2, 1, 3};
+    static const int o_uneven[] = {0, 3, 6, 1, 4, 2, 5}, o_grid[] = {0, 1, 2, 3, 4, 5, 6, 7};
+    static const int o_labels[] = {0, 2, 1, 4, 3, 5};
+
+    check_order(by_node, 8, o_by_node);
+    check_order(mixed, 4, o_mixed);
+    check_order(uneven, 7, o_uneven);
+    check_order(grid, 8, o_grid);
+    check_order(labels, 6, o_labels);
+    check_order(grid, 1, o_grid);
 }
 
 /* ---- the hierarchical allreduce -------------------------------------------------------- */
@@ -317,7 +366,7 @@ static void test_scratch_covers_slices(void)
                     for (l = 0; l < L; ++l) {
                         size_t len = qtopo_seg_len(count, nblk, L, b, l);
                         size_t need = q ? qtopo_sra_scratch_bytes(len, 2, &a.sra)
-                                        : qtopo_ring_scratch_bytes(len, 2, a.seg_bytes);
+                                        : qtopo_ring_scratch_bytes(len, 2, a.seg_bytes, 0);
                         bad += need > have;
                     }
                 }
@@ -436,6 +485,7 @@ int main(void)
 
     test_node_maps();
     test_scratch_covers_slices();
+    test_node_order();
     test_lifetime_and_faults();
     for (g = 0; g < sizeof(grids) / sizeof(grids[0]); ++g) {
         int M = grids[g][0], L = grids[g][1];

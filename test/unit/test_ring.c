@@ -35,6 +35,7 @@ typedef struct ring_case {
     float **out;  /* out[r]: rank r's result */
     int *rc;
     mock_fault_t fault;
+    size_t scratch_max; /* 0: a receive slot per segment */
 } ring_case_t;
 
 static float input_value(const ring_case_t *t, int rank, size_t i)
@@ -54,7 +55,8 @@ static int ring_rank_main(int rank, void *arg)
 {
     ring_case_t *t = arg;
     qtopo_xport_t x;
-    void *scratch = malloc(qtopo_ring_scratch_bytes(t->count, t->n, t->seg_bytes) + 1);
+    void *scratch =
+        malloc(qtopo_ring_scratch_bytes(t->count, t->n, t->seg_bytes, t->scratch_max) + 1);
     const float *sbuf;
 
     mock_xport_init(t->w, rank, &x);
@@ -64,7 +66,8 @@ static int ring_rank_main(int rank, void *arg)
     } else {
         sbuf = t->in[rank];
     }
-    t->rc[rank] = qtopo_ring_allreduce(&x, sbuf, t->out[rank], t->count, t->seg_bytes, scratch);
+    t->rc[rank] = qtopo_ring_allreduce(&x, sbuf, t->out[rank], t->count, t->seg_bytes,
+                                       t->scratch_max, scratch);
     mock_xport_fini(&x);
     free(scratch);
     return t->rc[rank];
@@ -110,7 +113,7 @@ static ring_case_t *case_new(int n, size_t count, size_t seg_bytes, int in_place
     size_t i;
 
     *t = (ring_case_t) {n, count, seg_bytes, in_place, integers, NULL, NULL, NULL, NULL,
-                         {0, 0, 0, 0}};
+                         {0, 0, 0, 0}, 0};
     t->in = calloc((size_t) n, sizeof(float *));
     t->out = calloc((size_t) n, sizeof(float *));
     t->rc = calloc((size_t) n, sizeof(int));
@@ -199,6 +202,37 @@ static void lifetime_case(int n, size_t count, size_t seg_bytes, int in_place)
               names[m], n, count, seg_bytes, in_place, mock_arrays_differ(t->out, eager, n, count));
     }
     mock_arrays_free(eager, n);
+    case_free(t);
+}
+
+/* A scratch budget smaller than a chunk: fewer receive slots than segments, reused in
+ * turn. The same bits as with a slot per segment, in both lifetime modes; the scratch
+ * stays within the budget (or is one slot). */
+static void budget_case(int n, size_t count, size_t seg_bytes, size_t scratch_max)
+{
+    static const int modes[] = {MOCK_LIFETIME_EARLY, MOCK_LIFETIME_LATE};
+    ring_case_t *t = case_new(n, count, seg_bytes, 1, 0);
+    size_t full = qtopo_ring_scratch_bytes(count, n, seg_bytes, 0);
+    size_t have = qtopo_ring_scratch_bytes(count, n, seg_bytes, scratch_max);
+    size_t one = qtopo_ring_scratch_bytes(count, n, seg_bytes, 1);
+    float **ref;
+    size_t m;
+
+    CHECK(have <= full && (have <= scratch_max || have == one),
+          "n=%d count=%zu seg=%zu max=%zu: %zu bytes of scratch (%zu for every segment)", n,
+          count, seg_bytes, scratch_max, have, full);
+    case_run(t, MOCK_EAGER);
+    ref = mock_arrays_copy(t->out, n, count);
+    t->scratch_max = scratch_max;
+    for (m = 0; m < 2; ++m) {
+        case_run(t, modes[m]);
+        check_results(t);
+        check_clean(t->w, "budget", n, count, 1);
+        CHECK(0 == mock_arrays_differ(t->out, ref, n, count),
+              "n=%d count=%zu seg=%zu max=%zu: %zu ranks differ from a slot per segment", n,
+              count, seg_bytes, scratch_max, mock_arrays_differ(t->out, ref, n, count));
+    }
+    mock_arrays_free(ref, n);
     case_free(t);
 }
 
@@ -353,6 +387,12 @@ int main(void)
     /* large buffer, segment count capped at QTOPO_MAX_SEGMENTS */
     run_case(4, (size_t) 3 << 20, 16384, 1, 0);
     run_case(3, (size_t) 1 << 20, 64, 0, 1);
+    for (ri = 0; ri < 5; ++ri) {
+        static const size_t budgets[] = {1, 4096, 3 * 4096 + 5, 40000, 1 << 20};
+        budget_case(3, 10007, 1024, budgets[ri]);
+        budget_case(5, 100003, 4096, budgets[ri]);
+        budget_case(8, 65537, 1024, budgets[ri]);
+    }
     {
         static const int lranks[] = {1, 2, 3, 5, 8};
         static const long deltas[] = {-4, -1, 4};

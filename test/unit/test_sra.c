@@ -361,6 +361,27 @@ static void lifetime_sra(int n, size_t count, int bits, int rounding, int in_pla
     case_free(t);
 }
 
+/* A scratch budget below what coll_qtopo_segment_size alone would need: finer segments,
+ * within the budget, bit for bit the model's (which follows qtopo_sra_nsegments), with no
+ * buffer-lifetime rule broken. */
+static void test_budget(int n, size_t count, int bits, size_t scratch_max)
+{
+    sra_case_t *t = case_new(n, count, bits, QTOPO_ROUND_STOCHASTIC, 262144, 1);
+    size_t have;
+    int nseg;
+
+    t->model.args.scratch_max = scratch_max;
+    have = qtopo_sra_scratch_bytes(count, n, &t->model.args);
+    nseg = qtopo_sra_nsegments(count, n, &t->model.args);
+    CHECK(have <= scratch_max && 1 < nseg, "n=%d count=%zu bits=%d max=%zu: %zu bytes, %d "
+          "segments", n, count, bits, scratch_max, have, nseg);
+    fill_random(t, 7ULL * (unsigned long long) n + count);
+    t->mode = MOCK_LIFETIME_LATE;
+    run_sra(t);
+    check_against_model(t, "budget");
+    case_free(t);
+}
+
 /* Message k (first, middle, last) of rank src arrives `delta` bytes off: its receiver
  * returns an error and never blocks afterwards; nothing stays posted; no rank returns
  * success with a result other than the clean run's. */
@@ -433,6 +454,11 @@ int main(void)
     test_random(16, 100003, 8, QTOPO_ROUND_STOCHASTIC, 65536, 1);
     test_random(3, 300001, 4, QTOPO_ROUND_NEAREST, 262144, 0);
     test_random(5, 7777, 1, QTOPO_ROUND_STOCHASTIC, 64, 1);
+    test_budget(5, 100003, 8, 200000);
+    test_budget(8, 65537, 4, 65536);
+    test_budget(3, 30011, 16, 50000);
+    test_budget(4, 65537, 8, 300000);
+    test_budget(4, 100003, 8, 300000);
     {
         double without = ef_drift(0), with = ef_drift(1);
         printf("error feedback, 2-bit, 100 calls: max drift %.3g without, %.3g with\n", without,

@@ -71,6 +71,7 @@ enum {
     QTOPO_SET_NODE_SIZE,
     QTOPO_SET_ERROR_BOUND,
     QTOPO_SET_ERROR_BOUND_MODE,
+    QTOPO_SET_SCRATCH_MAX,
     QTOPO_NSETTINGS
 };
 
@@ -80,7 +81,7 @@ typedef struct mca_coll_qtopo_settings_t {
                                           * rules: a hash of the text) */
     int bits, block_size, rounding, warmup, algorithm;
     unsigned long long seed;
-    size_t min_bytes, segment_size, hier_min_bytes, ef_max_bytes;
+    size_t min_bytes, segment_size, hier_min_bytes, ef_max_bytes, scratch_max;
     double ratio;
     double error_bound;
     int error_bound_mode;
@@ -128,6 +129,7 @@ typedef struct mca_coll_qtopo_component_t {
     int error_bound_mode; /* QTOPO_EB_ABS or QTOPO_EB_REL */
     bool error_feedback;
     size_t ef_max_bytes;
+    size_t scratch_max; /* scratch memory of one call, bytes (0: no limit) */
     int algorithm;
     size_t hier_min_bytes;
     int node_size;
@@ -188,6 +190,7 @@ typedef struct mca_coll_qtopo_module_t {
      * whenever a call runs with error feedback off) */
     qtopo_ef_store_t *ef;
     bool ef_warned; /* "residual does not fit under the cap" was said */
+    bool scratch_warned; /* "a call needs more than coll_qtopo_scratch_max" was said */
 
     /* scratch memory reused across calls (see module_scratch in coll_qtopo_allreduce.c) */
     void *scratch;

@@ -18,22 +18,25 @@
 /* Error codes of the algorithms besides the transport's. */
 #define QTOPO_SRA_ERR_CODEC -2 /* a codec call failed (corrupt message, bad parameters) */
 
-/* Scratch bytes qtopo_ring_allreduce needs for (count, group size, segment size). */
-size_t qtopo_ring_scratch_bytes(size_t count, int size, size_t seg_bytes);
+/* Scratch bytes qtopo_ring_allreduce needs for (count, group size, segment size, budget):
+ * a receive slot per segment of a chunk (count / size floats), or as many as fit in
+ * scratch_max (0: no limit), at least one. */
+size_t qtopo_ring_scratch_bytes(size_t count, int size, size_t seg_bytes, size_t scratch_max);
 
 /*
  * Exact sum of `count` floats over the group, result on every peer, bit-identical
  * everywhere: pipelined ring reduce-scatter followed by a ring allgather.
- * sbuf == rbuf means in place. scratch holds qtopo_ring_scratch_bytes() bytes.
+ * sbuf == rbuf means in place. scratch holds qtopo_ring_scratch_bytes() bytes for the
+ * same scratch_max.
  */
 int qtopo_ring_allreduce(qtopo_xport_t *x, const float *sbuf, float *rbuf, size_t count,
-                         size_t seg_bytes, void *scratch);
+                         size_t seg_bytes, size_t scratch_max, void *scratch);
 
 /* The two halves alone. After the reduce-scatter, chunk r of rbuf (chunks as in
  * coll_qtopo_partition.h) holds peer r's sum; the other chunks hold scratch values.
  * The allgather expects chunk r of rbuf final on peer r and fills in the rest. */
 int qtopo_ring_reduce_scatter(qtopo_xport_t *x, const float *sbuf, float *rbuf, size_t count,
-                              size_t seg_bytes, void *scratch);
+                              size_t seg_bytes, size_t scratch_max, void *scratch);
 int qtopo_ring_allgather(qtopo_xport_t *x, float *rbuf, size_t count, size_t seg_bytes);
 
 /* Bytes peer `rank` of `size` sends in the given ring phases (QTOPO_RING_*). */
@@ -51,6 +54,8 @@ typedef struct qtopo_sra_args {
     float *residual;            /* error feedback: count floats, or NULL */
     int error_bounded;          /* 1: codec.bits is ignored, widths follow error_bound */
     double error_bound;         /* ... largest |result - exact sum| per element (>= 0) */
+    size_t scratch_max;         /* scratch budget in bytes (0: none besides the buffer's
+                                 * size); changes the segments, so equal on every peer */
 } qtopo_sra_args_t;
 
 typedef struct qtopo_sra_stats {
@@ -58,8 +63,12 @@ typedef struct qtopo_sra_stats {
     double code_seconds; /* time spent encoding and decoding */
 } qtopo_sra_stats_t;
 
-/* Scratch bytes qtopo_sra_allreduce needs. */
+/* Scratch bytes qtopo_sra_allreduce needs: O(count), whatever the group size, and at most
+ * a->scratch_max where segments of one element or more allow it (coll_qtopo_sra.c). */
 size_t qtopo_sra_scratch_bytes(size_t count, int size, const qtopo_sra_args_t *a);
+
+/* Pipeline segments per chunk (coll_qtopo_partition.h) qtopo_sra_allreduce uses. */
+int qtopo_sra_nsegments(size_t count, int size, const qtopo_sra_args_t *a);
 
 /*
  * Quantized sum of `count` floats over the group with two quantization points per
@@ -81,8 +90,12 @@ typedef struct qtopo_hier_args {
  * quantizes only its pieces, about count / L elements. */
 size_t qtopo_hier_residual_len(size_t count, int local_size, int local_rank);
 
+/* Scratch bytes qtopo_hier_allreduce needs: the node phases' stage (about half the
+ * buffer) and the rail phase's; a->sra.scratch_max (0: none) is the budget of the whole,
+ * of which the rail phase gets what the stage leaves: qtopo_hier_rail_budget(). */
 size_t qtopo_hier_scratch_bytes(size_t count, int local_size, int nnodes,
                                 const qtopo_hier_args_t *a);
+size_t qtopo_hier_rail_budget(size_t count, int local_size, size_t scratch_max);
 
 /* The blocks the phases are pipelined over: block b is part b of `count` split into
  * qtopo_hier_nblocks(count) parts, and local rank k owns part k of each block (chunks and

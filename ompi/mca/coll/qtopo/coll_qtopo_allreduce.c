@@ -275,6 +275,7 @@ static void fill_sra_args(const mca_coll_qtopo_settings_t *s, struct ompi_commun
     a->residual = NULL;
     a->error_bounded = QTOPO_EB_OFF != call->eb_mode;
     a->error_bound = call->error_bound;
+    a->scratch_max = s->scratch_max;
 }
 
 static size_t scratch_bytes(const mca_coll_qtopo_module_t *m, const mca_coll_qtopo_settings_t *s,
@@ -290,7 +291,8 @@ static size_t scratch_bytes(const mca_coll_qtopo_module_t *m, const mca_coll_qto
         a.quantize = 32 != call->bits;
         bytes = qtopo_hier_scratch_bytes(count, m->nodes.local_size, m->nodes.rail_size, &a);
     } else {
-        bytes = 32 == call->bits ? qtopo_ring_scratch_bytes(count, m->comm_size, call->segment)
+        bytes = 32 == call->bits ? qtopo_ring_scratch_bytes(count, m->comm_size, call->segment,
+                                                            s->scratch_max)
                                  : qtopo_sra_scratch_bytes(count, m->comm_size, &a.sra);
     }
     /* the samples of the relative bound use the same memory before the algorithm does */
@@ -300,11 +302,31 @@ static size_t scratch_bytes(const mca_coll_qtopo_module_t *m, const mca_coll_qto
     return bytes;
 }
 
+static bool scratch_fits(const mca_coll_qtopo_settings_t *s, size_t bytes)
+{
+    return 0 == s->scratch_max || bytes <= s->scratch_max;
+}
+
+/* The scratch size is a function of agreed values (count, settings, node map), so every
+ * rank finds the same and hands the call on; rank 0 says so, once per communicator. */
+static void scratch_too_large(mca_coll_qtopo_module_t *m, struct ompi_communicator_t *comm,
+                              size_t count, size_t bytes, size_t max)
+{
+    if (0 == m->comm_rank && !m->scratch_warned) {
+        opal_output(0, "coll:qtopo: %s: an allreduce of %zu floats needs %zu bytes of scratch "
+                    "memory, more than coll_qtopo_scratch_max (%zu); such calls run through "
+                    "the previous component", comm->c_name, count, bytes, max);
+    }
+    m->scratch_warned = true;
+}
+
 /* Everything a call needs that can fail on this rank alone, before the agreement:
  * the setting, the algorithm, the scratch memory. False when this rank cannot run it. */
 static bool prepare_call(mca_coll_qtopo_module_t *m, const mca_coll_qtopo_settings_t *s,
                          struct ompi_communicator_t *comm, size_t count, qtopo_call_t *call)
 {
+    size_t bytes;
+
     if (!s->valid) {
         return false;
     }
@@ -313,7 +335,17 @@ static bool prepare_call(mca_coll_qtopo_module_t *m, const mca_coll_qtopo_settin
     if (mca_coll_qtopo_fault("alloc", m->comm_rank, call->index)) {
         return false;
     }
-    call->scratch = module_scratch(m, scratch_bytes(m, s, comm, count, call));
+    bytes = scratch_bytes(m, s, comm, count, call);
+    if (call->hier && !scratch_fits(s, bytes)) {
+        /* split-rail's node stage is half the buffer: the flat algorithms fit finer */
+        call->hier = false;
+        bytes = scratch_bytes(m, s, comm, count, call);
+    }
+    if (!scratch_fits(s, bytes)) {
+        scratch_too_large(m, comm, count, bytes, s->scratch_max);
+        return false;
+    }
+    call->scratch = module_scratch(m, bytes);
     return NULL != call->scratch;
 }
 
@@ -496,20 +528,26 @@ static void network_xport(const mca_coll_qtopo_module_t *m, bool fail_waits, qto
     ctx->pml.fail_waits = fail_waits;
 }
 
-/* Flat: the exact ring, or scatter-reduce-allgather when quantized, over all ranks. */
+/* Flat: the exact ring, or scatter-reduce-allgather when quantized, over all ranks in
+ * node order (coll_qtopo_nodes.h): with ranks dealt to nodes round-robin (mpirun
+ * --map-by node) a ring in rank order would cross the network at every hop, in node
+ * order it does so once per node. The order comes from the node labels of the first
+ * call's agreement, so it is the same on every rank; keys of stochastic rounding stay the
+ * communicator ranks. */
 static int run_flat(const mca_coll_qtopo_module_t *m, bool fail_waits,
                     struct ompi_communicator_t *comm, const float *src, float *rbuf,
                     size_t count, const qtopo_call_t *call, qtopo_sra_args_t *a,
                     qtopo_sra_stats_t *stats)
 {
-    int size = ompi_comm_size(comm), rank = ompi_comm_rank(comm), rc;
+    int size = ompi_comm_size(comm), rc;
     xport_ctx_t ctx;
     qtopo_xport_t x;
 
-    network_xport(m, fail_waits, &x, &ctx, comm, NULL, rank, size);
+    network_xport(m, fail_waits, &x, &ctx, comm, m->nodes.order, m->nodes.order_index, size);
     if (32 == call->bits) {
-        rc = qtopo_ring_allreduce(&x, src, rbuf, count, call->segment, call->scratch);
-        stats->bytes_sent = qtopo_ring_bytes_sent(count, size, rank, QTOPO_RING_BOTH);
+        rc = qtopo_ring_allreduce(&x, src, rbuf, count, call->segment, a->scratch_max,
+                                  call->scratch);
+        stats->bytes_sent = qtopo_ring_bytes_sent(count, size, x.rank, QTOPO_RING_BOTH);
     } else {
         rc = qtopo_sra_allreduce(&x, src, rbuf, count, a, call->scratch, stats);
     }

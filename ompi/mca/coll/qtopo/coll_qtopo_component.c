@@ -322,10 +322,22 @@ static int qtopo_register(void)
                  "take the split-rail algorithm on multi-node layouts; quantized calls always "
                  "do (default 16 MiB, measured)",
                  MCA_BASE_VAR_TYPE_SIZE_T, NULL, OPAL_INFO_LVL_5, true, &c->hier_min_bytes);
+    c->scratch_max = (size_t) 1 << 30;
+    register_var("scratch_max",
+                 "Most scratch memory, in bytes, one allreduce may use (0: no limit). The "
+                 "algorithms need O(buffer) whatever the number of ranks: the quantized one "
+                 "cuts finer segments to stay within the buffer's size (at least 8 MiB) and "
+                 "this cap, the exact ring keeps fewer receives in flight, split-rail runs "
+                 "flat where its node stage does not fit. A call that cannot fit even so is "
+                 "handed to the previous component on every rank, said once per communicator "
+                 "(default 1 GiB)",
+                 MCA_BASE_VAR_TYPE_SIZE_T, NULL, OPAL_INFO_LVL_5, true, &c->scratch_max);
     c->node_size = 0;
     register_var("node_size",
                  "Pretend that every K consecutive ranks form a node (testing and tuning the "
-                 "hierarchy on one host); 0 (default) uses the real node layout",
+                 "hierarchy on one host); -K: pretend ceil(size / K) nodes and deal the ranks "
+                 "to them in turn, as mpirun --map-by node does; 0 (default) uses the real "
+                 "node layout",
                  MCA_BASE_VAR_TYPE_INT, NULL, OPAL_INFO_LVL_9, false, &c->node_size);
     register_quantization_params(c);
     register_rail_params(c);
@@ -485,6 +497,7 @@ static const char *const setting_names[QTOPO_NSETTINGS] = {
     [QTOPO_SET_NODE_SIZE] = "coll_qtopo_node_size",
     [QTOPO_SET_ERROR_BOUND] = "coll_qtopo_error_bound",
     [QTOPO_SET_ERROR_BOUND_MODE] = "coll_qtopo_error_bound_mode",
+    [QTOPO_SET_SCRATCH_MAX] = "coll_qtopo_scratch_max",
 };
 
 const char *mca_coll_qtopo_setting_name(int i)
@@ -519,6 +532,7 @@ static void copy_settings(const mca_coll_qtopo_component_t *c, mca_coll_qtopo_se
     s->hier_min_bytes = c->hier_min_bytes;
     s->error_feedback = c->error_feedback;
     s->ef_max_bytes = c->ef_max_bytes;
+    s->scratch_max = c->scratch_max;
     s->error_bound = c->error_bound;
     s->error_bound_mode = c->error_bound_mode;
     memcpy(&ratio_bits, &s->ratio, sizeof(ratio_bits));
@@ -537,6 +551,7 @@ static void copy_settings(const mca_coll_qtopo_component_t *c, mca_coll_qtopo_se
     s->wire[QTOPO_SET_NODE_SIZE] = (uint64_t) c->node_size;
     s->wire[QTOPO_SET_ERROR_BOUND] = bound_bits;
     s->wire[QTOPO_SET_ERROR_BOUND_MODE] = (uint64_t) s->error_bound_mode;
+    s->wire[QTOPO_SET_SCRATCH_MAX] = (uint64_t) s->scratch_max;
 }
 
 /*

@@ -93,10 +93,44 @@ size_t qtopo_hier_residual_len(size_t count, int local_size, int local_rank)
     return own_before(count, nblk, local_size, local_rank, nblk);
 }
 
-static size_t rail_scratch_bytes(size_t piece, int nnodes, const qtopo_hier_args_t *a)
+static size_t stage_floats(size_t count, int L)
 {
-    return a->quantize ? qtopo_sra_scratch_bytes(piece, nnodes, &a->sra)
-                       : qtopo_ring_scratch_bytes(piece, nnodes, a->seg_bytes);
+    return 2 * (size_t) L * (qtopo_part_len(count, (size_t) qtopo_hier_nblocks(count), 0)
+                             / (size_t) L + 1);
+}
+
+/* Scratch besides the rail phase's: the stage and the requests. */
+static size_t node_scratch_bytes(size_t count, int L)
+{
+    return stage_floats(count, L) * sizeof(float) + 2 * HIER_NKINDS * (size_t) L
+                                                     * sizeof(qtopo_req_t);
+}
+
+/* What scratch_max, the budget of the whole call, leaves to the rail phase (0: no limit;
+ * at least 1, the smallest budget, when the node phases take it all). */
+size_t qtopo_hier_rail_budget(size_t count, int local_size, size_t scratch_max)
+{
+    size_t node = node_scratch_bytes(count, local_size);
+
+    if (0 == scratch_max) {
+        return 0;
+    }
+    return scratch_max > node ? scratch_max - node : 1;
+}
+
+static size_t rail_budget(const hier_plan_t *p)
+{
+    return qtopo_hier_rail_budget(p->count, p->L, p->a->sra.scratch_max);
+}
+
+static size_t rail_scratch_bytes(size_t piece, int nnodes, const qtopo_hier_args_t *a,
+                                 size_t budget)
+{
+    qtopo_sra_args_t sa = a->sra;
+
+    sa.scratch_max = budget;
+    return a->quantize ? qtopo_sra_scratch_bytes(piece, nnodes, &sa)
+                       : qtopo_ring_scratch_bytes(piece, nnodes, a->seg_bytes, budget);
 }
 
 /* Pieces differ by at most two elements, and a smaller piece may need more scratch (it
@@ -104,24 +138,18 @@ static size_t rail_scratch_bytes(size_t piece, int nnodes, const qtopo_hier_args
 static size_t rail_scratch_max(size_t count, int L, int nnodes, const qtopo_hier_args_t *a)
 {
     size_t small = count / (size_t) qtopo_hier_nblocks(count) / (size_t) L, most = 0, len;
+    size_t budget = qtopo_hier_rail_budget(count, L, a->sra.scratch_max);
 
     for (len = small > 0 ? small - 1 : 0; len <= small + 2; ++len) {
-        most = max_size(most, rail_scratch_bytes(len, nnodes, a));
+        most = max_size(most, rail_scratch_bytes(len, nnodes, a, budget));
     }
     return most;
-}
-
-static size_t stage_floats(size_t count, int L)
-{
-    return 2 * (size_t) L * (qtopo_part_len(count, (size_t) qtopo_hier_nblocks(count), 0)
-                             / (size_t) L + 1);
 }
 
 size_t qtopo_hier_scratch_bytes(size_t count, int local_size, int nnodes,
                                 const qtopo_hier_args_t *a)
 {
-    return stage_floats(count, local_size) * sizeof(float)
-           + 2 * HIER_NKINDS * (size_t) local_size * sizeof(qtopo_req_t)
+    return node_scratch_bytes(count, local_size)
            + rail_scratch_max(count, local_size, nnodes, a);
 }
 
@@ -211,10 +239,11 @@ static int rail_phase(hier_plan_t *p, float *rbuf, int b)
         p->stats.bytes_sent += qtopo_ring_bytes_sent(len, p->rail_x->size, p->rail_x->rank,
                                                      QTOPO_RING_BOTH);
         return qtopo_ring_allreduce(p->rail_x, rbuf + off, rbuf + off, len, p->a->seg_bytes,
-                                    p->rail_scratch);
+                                    rail_budget(p), p->rail_scratch);
     }
     /* stochastic-rounding keys follow the whole buffer; residuals only our pieces */
     sa.elem_base += off;
+    sa.scratch_max = rail_budget(p);
     sa.residual = NULL != sa.residual ? sa.residual + own_before(p->count, p->nblk, p->L, p->l, b)
                                       : NULL;
     rc = qtopo_sra_allreduce(p->rail_x, rbuf + off, rbuf + off, len, &sa, p->rail_scratch, &st);

@@ -31,6 +31,7 @@ static void qtopo_module_construct(mca_coll_qtopo_module_t *m)
     m->agree_buf_pinned = false;
     m->reported_mismatch = 0;
     m->ef_warned = false;
+    m->scratch_warned = false;
     m->scratch_pinned = false;
     m->topo_ready = false;
     memset(&m->nodes, 0, sizeof(m->nodes));

@@ -61,6 +61,32 @@ static int fill_groups(const int *node_of, qtopo_nodes_t *t)
     return 0;
 }
 
+/* order: the ranks of node 0, then of node 1, ..., each node's ascending (a counting
+ * sort by node); the same on every rank, since the labels are */
+static int fill_order(const int *node_of, qtopo_nodes_t *t)
+{
+    int *next = calloc((size_t) t->nnodes + 1, sizeof(int)); /* first free slot per node */
+    int r, n;
+
+    if (NULL == next) {
+        return -1;
+    }
+    for (r = 0; r < t->size; ++r) {
+        next[node_of[r] + 1]++;
+    }
+    for (n = 0; n < t->nnodes; ++n) {
+        next[n + 1] += next[n];
+    }
+    for (r = 0; r < t->size; ++r) {
+        if (r == t->rank) {
+            t->order_index = next[node_of[r]];
+        }
+        t->order[next[node_of[r]]++] = r;
+    }
+    free(next);
+    return 0;
+}
+
 int qtopo_nodes_build(const int *labels, int size, int rank, qtopo_nodes_t *t)
 {
     int *node_of = calloc((size_t) size, sizeof(int));
@@ -70,12 +96,13 @@ int qtopo_nodes_build(const int *labels, int size, int rank, qtopo_nodes_t *t)
     t->rank = rank;
     t->node_ranks = malloc((size_t) size * sizeof(int));
     t->rail_ranks = malloc((size_t) size * sizeof(int));
-    if (NULL == node_of || NULL == t->node_ranks || NULL == t->rail_ranks) {
+    t->order = malloc((size_t) size * sizeof(int));
+    if (NULL == node_of || NULL == t->node_ranks || NULL == t->rail_ranks || NULL == t->order) {
         goto err_free;
     }
     t->nnodes = number_nodes(labels, size, node_of);
     t->node = node_of[rank];
-    if (0 != fill_groups(node_of, t)) {
+    if (0 != fill_groups(node_of, t) || 0 != fill_order(node_of, t)) {
         goto err_free;
     }
     free(node_of);
@@ -91,8 +118,10 @@ void qtopo_nodes_free(qtopo_nodes_t *t)
 {
     free(t->node_ranks);
     free(t->rail_ranks);
+    free(t->order);
     t->node_ranks = NULL;
     t->rail_ranks = NULL;
+    t->order = NULL;
 }
 
 int qtopo_nodes_uniform(const qtopo_nodes_t *t)
@@ -109,6 +138,15 @@ static size_t append_ranks(char *buf, size_t len, size_t off, const int *ranks, 
         off += w > 0 ? (size_t) w : 0;
     }
     return off;
+}
+
+static int order_is_identity(const qtopo_nodes_t *t)
+{
+    int r;
+
+    for (r = 0; r < t->size && t->order[r] == r; ++r) {
+    }
+    return r == t->size;
 }
 
 void qtopo_nodes_format(const qtopo_nodes_t *t, char *buf, size_t len)
@@ -134,6 +172,13 @@ void qtopo_nodes_format(const qtopo_nodes_t *t, char *buf, size_t len)
     }
     off = append_ranks(buf, len, off, t->rail_ranks, t->rail_size);
     if (off < len) {
-        snprintf(buf + off, len - off, " (local rank %d of %d)", t->local_rank, t->local_size);
+        w = snprintf(buf + off, len - off, " (local rank %d of %d)", t->local_rank,
+                     t->local_size);
+        off += w > 0 ? (size_t) w : 0;
+    }
+    if (off < len && !order_is_identity(t)) {
+        w = snprintf(buf + off, len - off, "; flat order ");
+        off += w > 0 ? (size_t) w : 0;
+        append_ranks(buf, len, off, t->order, t->size);
     }
 }

@@ -33,24 +33,34 @@ typedef struct ring_plan {
     int n, r, next, prev;
     int nseg;
     size_t maxseg; /* elements in the largest segment */
+    int nslots;    /* reduce-scatter receives in flight, 1..nseg */
 } ring_plan_t;
 
-static void ring_plan_init(ring_plan_t *p, size_t count, int size, size_t seg_bytes)
+/* The receive slots: one per segment of a chunk, fewer where scratch_max (0: no limit)
+ * asks, at least one. Local: the slots change when a receive is posted, never what is
+ * sent. */
+static void ring_plan_init(ring_plan_t *p, size_t count, int size, size_t seg_bytes,
+                           size_t scratch_max)
 {
-    size_t maxchunk = qtopo_part_len(count, (size_t) size, 0);
+    size_t maxchunk = qtopo_part_len(count, (size_t) size, 0), fit;
 
     p->count = count;
     p->n = size;
     p->nseg = qtopo_nsegments(maxchunk * sizeof(float), seg_bytes);
     p->maxseg = qtopo_part_len(maxchunk, (size_t) p->nseg, 0);
+    p->nslots = p->nseg;
+    if (0 != scratch_max && 0 < p->maxseg) {
+        fit = scratch_max / (p->maxseg * sizeof(float));
+        p->nslots = 1 > fit ? 1 : ((size_t) p->nseg < fit ? p->nseg : (int) fit);
+    }
 }
 
-size_t qtopo_ring_scratch_bytes(size_t count, int size, size_t seg_bytes)
+size_t qtopo_ring_scratch_bytes(size_t count, int size, size_t seg_bytes, size_t scratch_max)
 {
     ring_plan_t p;
 
-    ring_plan_init(&p, count, size, seg_bytes);
-    return (size_t) p.nseg * p.maxseg * sizeof(float);
+    ring_plan_init(&p, count, size, seg_bytes, scratch_max);
+    return (size_t) p.nslots * p.maxseg * sizeof(float);
 }
 
 static size_t seg_len(const ring_plan_t *p, int chunk, int j)
@@ -103,40 +113,53 @@ static int resend_seg(ring_plan_t *p, const float *buf, int chunk, int j, qtopo_
     return QTOPO_XPORT_OK == rc ? send_seg(p, buf, chunk, j, req) : rc;
 }
 
+/* Posts the reduce-scatter's receive number t = k * nseg + j (step k, segment j: of
+ * chunk r-k-2) into slot t % nslots. Receives are posted in this order, which is the
+ * order prev sends in. */
+static int recv_unit(ring_plan_t *p, float *slots, int t, qtopo_req_t *rreq)
+{
+    int k = t / p->nseg, s = t % p->nslots;
+
+    return recv_seg(p, slots + (size_t) s * p->maxseg, qtopo_mod(p->r - k - 2, p->n),
+                    t % p->nseg, &rreq[s]);
+}
+
 /*
  * Reduce-scatter, step k = 0..n-2: send chunk (r-k-1) to next (our raw contribution at
  * step 0, the partial sum we just made afterwards) and receive chunk (r-k-2) from prev.
- * After the last step rank r holds the sum of chunk r.
+ * After the last step rank r holds the sum of chunk r. The receive of segment j at step k
+ * is number t = k * nseg + j; nslots of them are in flight, and the one that frees a slot
+ * posts number t + nslots into it. (No deadlock: what a rank waits for at number t, the
+ * receive t and its send of number t - nseg, depends only on lower numbers elsewhere.)
  */
 static int ring_reduce_scatter(ring_plan_t *p, const float *sbuf, float *rbuf, float *slots,
                                qtopo_req_t *rreq, qtopo_req_t *sreq)
 {
-    int rc = QTOPO_XPORT_OK;
-    int j, k, c;
+    int rc = QTOPO_XPORT_OK, units = (p->n - 1) * p->nseg;
+    int j, k, c, t;
 
-    for (j = 0; QTOPO_XPORT_OK == rc && j < p->nseg; ++j) {
-        rc = recv_seg(p, slots + (size_t) j * p->maxseg, qtopo_mod(p->r - 2, p->n), j, &rreq[j]);
+    for (t = 0; QTOPO_XPORT_OK == rc && t < p->nslots; ++t) {
+        rc = recv_unit(p, slots, t, rreq);
     }
     for (j = 0; QTOPO_XPORT_OK == rc && j < p->nseg; ++j) {
         rc = send_seg(p, sbuf, qtopo_mod(p->r - 1, p->n), j, &sreq[j]);
     }
-    for (k = 0; QTOPO_XPORT_OK == rc && k <= p->n - 2; ++k) {
-        c = qtopo_mod(p->r - k - 2, p->n);
-        for (j = 0; QTOPO_XPORT_OK == rc && j < p->nseg; ++j) {
-            float *slot = slots + (size_t) j * p->maxseg;
+    for (t = 0; QTOPO_XPORT_OK == rc && t < units; ++t) {
+        float *slot = slots + (size_t) (t % p->nslots) * p->maxseg;
 
-            rc = wait_seg(p, c, j, &rreq[j]);
-            if (QTOPO_XPORT_OK != rc) {
-                break;
-            }
-            sum_f32(rbuf + seg_off(p, c, j), sbuf + seg_off(p, c, j), slot, seg_len(p, c, j));
-            if (k == p->n - 2) {
-                continue; /* c == r: our chunk is complete */
-            }
-            rc = recv_seg(p, slot, qtopo_mod(c - 1, p->n), j, &rreq[j]);
-            if (QTOPO_XPORT_OK == rc) {
-                rc = resend_seg(p, rbuf, c, j, &sreq[j]);
-            }
+        k = t / p->nseg;
+        j = t % p->nseg;
+        c = qtopo_mod(p->r - k - 2, p->n);
+        rc = wait_seg(p, c, j, &rreq[t % p->nslots]);
+        if (QTOPO_XPORT_OK != rc) {
+            break;
+        }
+        sum_f32(rbuf + seg_off(p, c, j), sbuf + seg_off(p, c, j), slot, seg_len(p, c, j));
+        if (t + p->nslots < units) {
+            rc = recv_unit(p, slots, t + p->nslots, rreq);
+        }
+        if (QTOPO_XPORT_OK == rc && k < p->n - 2) {
+            rc = resend_seg(p, rbuf, c, j, &sreq[j]); /* c == r at the last step: ours */
         }
     }
     return rc;
@@ -178,13 +201,13 @@ static int ring_allgather(ring_plan_t *p, float *rbuf, qtopo_req_t *rreq, qtopo_
 /* Runs one phase with fresh request arrays and drains them, also on an error path:
  * nothing may stay in flight once a phase returns. */
 static int ring_run(qtopo_xport_t *x, const float *sbuf, float *rbuf, size_t count,
-                    size_t seg_bytes, void *scratch, int phases)
+                    size_t seg_bytes, size_t scratch_max, void *scratch, int phases)
 {
     qtopo_req_t rreq[QTOPO_MAX_SEGMENTS], sreq[QTOPO_MAX_SEGMENTS];
     ring_plan_t p;
     int rc = QTOPO_XPORT_OK, j;
 
-    ring_plan_init(&p, count, x->size, seg_bytes);
+    ring_plan_init(&p, count, x->size, seg_bytes, scratch_max);
     p.x = x;
     p.r = x->rank;
     p.next = qtopo_mod(x->rank + 1, x->size);
@@ -223,7 +246,7 @@ size_t qtopo_ring_bytes_sent(size_t count, int size, int rank, int phases)
 }
 
 int qtopo_ring_reduce_scatter(qtopo_xport_t *x, const float *sbuf, float *rbuf, size_t count,
-                              size_t seg_bytes, void *scratch)
+                              size_t seg_bytes, size_t scratch_max, void *scratch)
 {
     if (1 == x->size) {
         if (sbuf != rbuf) {
@@ -231,7 +254,8 @@ int qtopo_ring_reduce_scatter(qtopo_xport_t *x, const float *sbuf, float *rbuf, 
         }
         return QTOPO_XPORT_OK;
     }
-    return ring_run(x, sbuf, rbuf, count, seg_bytes, scratch, QTOPO_RING_REDUCE_SCATTER);
+    return ring_run(x, sbuf, rbuf, count, seg_bytes, scratch_max, scratch,
+                    QTOPO_RING_REDUCE_SCATTER);
 }
 
 int qtopo_ring_allgather(qtopo_xport_t *x, float *rbuf, size_t count, size_t seg_bytes)
@@ -239,15 +263,15 @@ int qtopo_ring_allgather(qtopo_xport_t *x, float *rbuf, size_t count, size_t seg
     if (1 == x->size) {
         return QTOPO_XPORT_OK;
     }
-    return ring_run(x, rbuf, rbuf, count, seg_bytes, NULL, QTOPO_RING_ALLGATHER);
+    return ring_run(x, rbuf, rbuf, count, seg_bytes, 0, NULL, QTOPO_RING_ALLGATHER);
 }
 
 int qtopo_ring_allreduce(qtopo_xport_t *x, const float *sbuf, float *rbuf, size_t count,
-                         size_t seg_bytes, void *scratch)
+                         size_t seg_bytes, size_t scratch_max, void *scratch)
 {
     if (1 == x->size) {
-        return qtopo_ring_reduce_scatter(x, sbuf, rbuf, count, seg_bytes, scratch);
+        return qtopo_ring_reduce_scatter(x, sbuf, rbuf, count, seg_bytes, scratch_max, scratch);
     }
-    return ring_run(x, sbuf, rbuf, count, seg_bytes, scratch,
+    return ring_run(x, sbuf, rbuf, count, seg_bytes, scratch_max, scratch,
                     QTOPO_RING_REDUCE_SCATTER | QTOPO_RING_ALLGATHER);
 }

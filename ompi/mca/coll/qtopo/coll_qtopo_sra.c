@@ -45,7 +45,16 @@
 #include "coll_qtopo_algo.h"
 #include "coll_qtopo_partition.h"
 
-enum { SRA_SEND, SRA_RECV, SRA_GSEND, SRA_GRECV, SRA_NKINDS };
+/* Per segment in flight: a buffer per peer of each of SRA_NPEERKINDS kinds, one for the
+ * encoded sum (SRA_GSEND); a request per peer of each kind. */
+enum { SRA_SEND, SRA_RECV, SRA_GRECV, SRA_NPEERKINDS, SRA_GSEND = SRA_NPEERKINDS, SRA_NKINDS };
+#define SRA_NBUFS(n) (2 * ((size_t) SRA_NPEERKINDS * (size_t) (n) + 1))
+#define SRA_NREQS(n) (2 * (size_t) SRA_NKINDS * (size_t) (n))
+
+/* The scratch budget of buffers smaller than this (qtopo_sra_nsegments), and the most
+ * segments a chunk is cut into. */
+#define QTOPO_SRA_SCRATCH_FLOOR ((size_t) 8 << 20)
+#define QTOPO_SRA_MAX_NSEG ((size_t) 1 << 20)
 
 typedef struct sra_plan {
     qtopo_xport_t *x;
@@ -54,7 +63,7 @@ typedef struct sra_plan {
     int n, r, nseg;
     size_t maxseg;     /* elements in the largest segment */
     size_t slot_bytes; /* worst-case encoded size of a segment */
-    uint8_t *bufs;     /* [kind][2][n] buffers of slot_bytes */
+    uint8_t *bufs;     /* [peer kind][2][n], then [2] for SRA_GSEND, of slot_bytes */
     qtopo_req_t *reqs; /* [kind][2][n] */
     size_t nblk;       /* error-bounded: blocks in the largest segment */
     double *err;       /* ... per block of the reduced segment: tallied error bounds, */
@@ -63,6 +72,70 @@ typedef struct sra_plan {
     qtopo_sra_stats_t stats;
 } sra_plan_t;
 
+/* Segments of maxseg elements: the worst-case encoded size of one (rounded up so that
+ * the arrays after the buffers stay aligned) and, error-bounded, its blocks. */
+static size_t sra_slot_bytes(size_t maxseg, const qtopo_sra_args_t *a, size_t *nblk_p)
+{
+    size_t bytes;
+
+    *nblk_p = 0;
+    if (a->error_bounded) {
+        bytes = qtopo_codec_eb_max_size(maxseg, a->codec.block);
+        *nblk_p = (maxseg + (size_t) a->codec.block - 1) / (size_t) a->codec.block;
+    } else {
+        bytes = qtopo_codec_max_size(maxseg, &a->codec);
+    }
+    return (bytes + 63) & ~(size_t) 63;
+}
+
+/* Scratch of a plan with segments of maxseg elements on n ranks: two segments in flight,
+ * each with a buffer per peer for the pieces sent, received and gathered, and one for
+ * the encoded sum, which goes to every peer unchanged; the requests; the tallies. */
+static size_t sra_bytes(size_t maxseg, int n, const qtopo_sra_args_t *a)
+{
+    size_t nblk, slot = sra_slot_bytes(maxseg, a, &nblk);
+
+    return SRA_NBUFS(n) * slot + SRA_NREQS(n) * sizeof(qtopo_req_t)
+           + 2 * nblk * sizeof(double);
+}
+
+/*
+ * Segments per chunk: as many as coll_qtopo_segment_size asks (qtopo_nsegments), or more
+ * where the scratch would exceed its budget: the larger of the buffer's size and
+ * QTOPO_SRA_SCRATCH_FLOOR, at most a->scratch_max when that is set. So the scratch is
+ * O(buffer) whatever the number of ranks: it holds six segments' stripes (a segment of
+ * every chunk) in the codec's worst case, and the stripes shrink as the segments do.
+ * The largest segment that fits is found by bisection (the size grows with it); at one
+ * element per segment (or QTOPO_SRA_MAX_NSEG segments) the scratch is a few hundred
+ * bytes per rank, which may still exceed a small scratch_max: the caller compares
+ * qtopo_sra_scratch_bytes() with it.
+ * A pure function of (count, size, arguments): equal on every rank.
+ */
+int qtopo_sra_nsegments(size_t count, int size, const qtopo_sra_args_t *a)
+{
+    size_t maxchunk = qtopo_part_len(count, (size_t) size, 0), budget, lo, hi, mid;
+    int nseg = qtopo_nsegments(maxchunk * sizeof(float), a->seg_bytes);
+
+    budget = count * sizeof(float) > QTOPO_SRA_SCRATCH_FLOOR ? count * sizeof(float)
+                                                              : QTOPO_SRA_SCRATCH_FLOOR;
+    budget = 0 != a->scratch_max && a->scratch_max < budget ? a->scratch_max : budget;
+    hi = qtopo_part_len(maxchunk, (size_t) nseg, 0);
+    if (1 >= hi || sra_bytes(hi, size, a) <= budget) {
+        return nseg;
+    }
+    /* the largest segment length in [lo, hi) whose scratch fits (lo when none does) */
+    lo = maxchunk > QTOPO_SRA_MAX_NSEG ? (maxchunk - 1) / QTOPO_SRA_MAX_NSEG + 1 : 1;
+    while (lo + 1 < hi) {
+        mid = lo + (hi - lo) / 2;
+        if (sra_bytes(mid, size, a) <= budget) {
+            lo = mid;
+        } else {
+            hi = mid;
+        }
+    }
+    return (int) ((maxchunk + lo - 1) / lo);
+}
+
 static void sra_plan_init(sra_plan_t *p, size_t count, int size, const qtopo_sra_args_t *a)
 {
     size_t maxchunk = qtopo_part_len(count, (size_t) size, 0);
@@ -70,28 +143,18 @@ static void sra_plan_init(sra_plan_t *p, size_t count, int size, const qtopo_sra
     p->count = count;
     p->n = size;
     p->a = a;
-    p->nseg = qtopo_nsegments(maxchunk * sizeof(float), a->seg_bytes);
+    p->nseg = qtopo_sra_nsegments(count, size, a);
     p->maxseg = qtopo_part_len(maxchunk, (size_t) p->nseg, 0);
-    p->nblk = 0;
-    p->contrib_tol = 0.0;
-    if (a->error_bounded) {
-        p->slot_bytes = qtopo_codec_eb_max_size(p->maxseg, a->codec.block);
-        p->nblk = (p->maxseg + (size_t) a->codec.block - 1) / (size_t) a->codec.block;
-        p->contrib_tol = 1 < size ? a->error_bound / (2.0 * (size - 1)) : 0.0;
-    } else {
-        p->slot_bytes = qtopo_codec_max_size(p->maxseg, &a->codec);
-    }
-    /* rounded up so that the request array after the buffers stays aligned */
-    p->slot_bytes = (p->slot_bytes + 63) & ~(size_t) 63;
+    p->slot_bytes = sra_slot_bytes(p->maxseg, a, &p->nblk);
+    p->contrib_tol = a->error_bounded && 1 < size ? a->error_bound / (2.0 * (size - 1)) : 0.0;
 }
 
 size_t qtopo_sra_scratch_bytes(size_t count, int size, const qtopo_sra_args_t *a)
 {
     sra_plan_t p;
-    size_t slots = (size_t) SRA_NKINDS * 2 * (size_t) size;
 
     sra_plan_init(&p, count, size, a);
-    return slots * (p.slot_bytes + sizeof(qtopo_req_t)) + 2 * p.nblk * sizeof(double);
+    return sra_bytes(p.maxseg, size, a);
 }
 
 static size_t seg_len(const sra_plan_t *p, int chunk, int j)
@@ -109,9 +172,17 @@ static size_t slot_index(const sra_plan_t *p, int kind, int j, int peer)
     return ((size_t) kind * 2 + (size_t) (j % 2)) * (size_t) p->n + (size_t) peer;
 }
 
+/* peer's buffer of a peer kind for segment j */
 static uint8_t *slot_buf(const sra_plan_t *p, int kind, int j, int peer)
 {
     return p->bufs + slot_index(p, kind, j, peer) * p->slot_bytes;
+}
+
+/* the buffer of our encoded sum of segment j */
+static uint8_t *gsend_buf(const sra_plan_t *p, int j)
+{
+    return p->bufs + ((size_t) SRA_NPEERKINDS * 2 * (size_t) p->n + (size_t) (j % 2))
+                         * p->slot_bytes;
 }
 
 static qtopo_req_t *slot_req(const sra_plan_t *p, int kind, int j, int peer)
@@ -252,7 +323,7 @@ static void spent_budget(sra_plan_t *p)
 static int share_segment(sra_plan_t *p, float *rbuf, int j)
 {
     size_t off = seg_off(p, p->r, j), len = seg_len(p, p->r, j), size = 0;
-    uint8_t *mine = slot_buf(p, SRA_GSEND, j, p->r);
+    uint8_t *mine = gsend_buf(p, j);
     int k, peer, rc;
 
     /* all sends of segment j-2's encoded sum, which used this buffer, must be done */
@@ -318,7 +389,7 @@ static int sra_pipeline(sra_plan_t *p, const float *sbuf, float *rbuf)
 int qtopo_sra_allreduce(qtopo_xport_t *x, const float *sbuf, float *rbuf, size_t count,
                         const qtopo_sra_args_t *a, void *scratch, qtopo_sra_stats_t *stats_p)
 {
-    size_t nreqs = (size_t) SRA_NKINDS * 2 * (size_t) x->size, i;
+    size_t nreqs = SRA_NREQS(x->size), i;
     sra_plan_t p;
     int rc;
 
@@ -334,7 +405,7 @@ int qtopo_sra_allreduce(qtopo_xport_t *x, const float *sbuf, float *rbuf, size_t
     p.x = x;
     p.r = x->rank;
     p.bufs = scratch;
-    p.reqs = (qtopo_req_t *) (p.bufs + nreqs * p.slot_bytes);
+    p.reqs = (qtopo_req_t *) (p.bufs + SRA_NBUFS(x->size) * p.slot_bytes);
     p.err = (double *) (p.reqs + nreqs);
     p.absmax = p.err + p.nblk;
     for (i = 0; i < nreqs; ++i) {

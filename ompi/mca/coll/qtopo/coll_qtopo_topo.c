@@ -5,8 +5,9 @@
  * the lowest communicator rank that shares it, and the first call's agreement
  * (coll_qtopo_agree.c) gives every rank every label. With
  * coll_qtopo_node_size=K, every K consecutive ranks pretend to be a node instead
- * (tests and tuning on one host). From the labels coll_qtopo_nodes.c derives the node
- * and rail groups.
+ * (tests and tuning on one host); with -K, ranks are dealt to ceil(size / K) pretended
+ * nodes in turn, as mpirun --map-by node deals them to hosts. From the labels
+ * coll_qtopo_nodes.c derives the node and rail groups and the flat algorithms' node order.
  *
  * qtopo creates no sub-communicators: its groups are rank tables over the parent
  * communicator's PML (coll_qtopo_xport_pml.c), so nothing can recurse into qtopo and
@@ -40,7 +41,16 @@ static int lowest_local_rank(struct ompi_communicator_t *comm)
 
 int mca_coll_qtopo_topo_label(struct ompi_communicator_t *comm, int node_size)
 {
-    return 0 < node_size ? ompi_comm_rank(comm) / node_size : lowest_local_rank(comm);
+    int rank = ompi_comm_rank(comm), size = ompi_comm_size(comm);
+
+    if (0 < node_size) {
+        return rank / node_size;
+    }
+    if (0 > node_size) {
+        /* -K: ceil(size / K) nodes, ranks dealt to them in turn */
+        return rank % ((size - node_size - 1) / -node_size);
+    }
+    return lowest_local_rank(comm);
 }
 
 /* coll_qtopo_verbose >= 1: this rank's place in the node structure, its NUMA node,
