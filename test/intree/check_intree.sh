@@ -63,9 +63,12 @@ btl-smcuda"
     5.0.*)
         # hwloc, libevent and PMIx are external, and PRRTE (mpirun) is not needed: the
         # bundled copies are not prepared. The C++ bindings, openib and PSM are gone.
+        # 5.0 links every component into libmpi unless told otherwise; qtopo is asked
+        # for as a DSO, the form it ships in.
         AUTOGEN_OPTIONS=(--force --no-3rdparty "hwloc,libevent,pmix,prrte")
         CONFIGURE_OPTIONS=(
             --disable-mpi-fortran --disable-oshmem --disable-mpi-java --with-prrte=no
+            --enable-mca-dso=coll-qtopo
             --without-ucx --without-ofi --without-psm2 --without-cuda --without-rocm
             --without-hcoll --without-ucc
             "${EXTERNAL_OPTIONS[@]}"
