@@ -35,8 +35,8 @@ CHROOT_TREE=/opt/qtopo/intree-src
 # Components configure leaves out in either series: MPI-IO, one-sided, MTLs, message
 # logging (whole frameworks; their base code is still built).
 NO_BUILD_FRAMEWORKS=io,fs,fbtl,fcoll,sharedfp,osc,mtl,vprotocol
-# The distribution's hwloc, libevent and PMIx, as its Open MPI uses them.
-EXTERNAL_OPTIONS=(--with-hwloc=external --with-libevent=external "--with-pmix=$PMIX_DIR")
+# The distribution's hwloc and libevent, as its Open MPI uses them.
+EXTERNAL_OPTIONS=(--with-hwloc=external --with-libevent=external)
 
 # Set by series_settings for the installed Open MPI.
 AUTOGEN_OPTIONS=()
@@ -54,7 +54,7 @@ series_settings() {
             --disable-mpi-fortran --disable-mpi-cxx --disable-oshmem --disable-mpi-java
             --without-ucx --without-verbs --without-ofi --without-psm --without-psm2
             --without-cuda --without-hcoll --without-ucc
-            "${EXTERNAL_OPTIONS[@]}"
+            "${EXTERNAL_OPTIONS[@]}" "--with-pmix=$PMIX_DIR"
             "--enable-mca-no-build=$NO_BUILD_FRAMEWORKS,btl-openib,btl-usnic,btl-uct,btl-ofi,\
 btl-smcuda"
         )
@@ -64,14 +64,15 @@ btl-smcuda"
         # hwloc, libevent and PMIx are external, and PRRTE (mpirun) is not needed: the
         # bundled copies are not prepared. The C++ bindings, openib and PSM are gone.
         # 5.0 links every component into libmpi unless told otherwise; qtopo is asked
-        # for as a DSO, the form it ships in.
+        # for as a DSO, the form it ships in. PMIx through pkg-config: Open MPI 5.0 also
+        # includes PMIx's internal headers, from $PMIX_DIR/include/pmix.
         AUTOGEN_OPTIONS=(--force --no-3rdparty "hwloc,libevent,pmix,prrte")
         CONFIGURE_OPTIONS=(
             --disable-mpi-fortran --disable-oshmem --disable-mpi-java --with-prrte=no
             --enable-mca-dso=coll-qtopo
             --without-ucx --without-ofi --without-psm2 --without-cuda --without-rocm
             --without-hcoll --without-ucc
-            "${EXTERNAL_OPTIONS[@]}"
+            "${EXTERNAL_OPTIONS[@]}" --with-pmix=external
             "--enable-mca-no-build=$NO_BUILD_FRAMEWORKS,part,btl-usnic,btl-uct,btl-ofi,\
 btl-smcuda,btl-portals4"
         )
@@ -210,42 +211,65 @@ copy_component() {
     done < <(component_files)
 }
 
-# What autogen.pl and configure read that can change: configure.m4 and the options.
-# (A changed Makefile.am is picked up by the tree's own automake rebuild rules.)
+# What configure reads that can change: configure.m4 and the options given to "$1"
+# (configure or autogen). (A changed Makefile.am is picked up by the tree's own
+# automake rebuild rules.)
 tree_stamp() {
-    printf '%s\n' "${CONFIGURE_OPTIONS[@]}" |
+    local -n options=$1
+    printf '%s\n' "${options[@]}" |
         cat - "$REPO/$COMPONENT/configure.m4" | sha256sum | cut -d' ' -f1
 }
 
-# A fresh copy of the source with the component in it, autogen'ed and configured.
-configure_ompi_tree() {
+# True if the stamp file $1 holds $2.
+stamp_matches() {
+    [[ -f "$1" && "$(<"$1")" == "$2" ]]
+}
+
+# A fresh copy of the source with the component in it, autogen'ed.
+autogen_ompi_tree() {
     local pristine=$1 build=$2
     rm -rf "$build"
     mkdir -p "$(dirname "$build")"
     cp -a "$pristine" "$build"
     copy_component "$build"
-    cd "$build"
-    run_logged autogen ./autogen.pl "${AUTOGEN_OPTIONS[@]}"
-    grep -q 'ompi/mca/coll/qtopo/Makefile' configure ||
+    (cd "$build" && run_logged autogen ./autogen.pl "${AUTOGEN_OPTIONS[@]}")
+    grep -q 'ompi/mca/coll/qtopo/Makefile' "$build/configure" ||
         fail "autogen.pl did not pick up $COMPONENT"
     verified "autogen.pl added coll/qtopo to Open MPI's configure"
-    run_logged configure ./configure --prefix="$CACHE/prefix" "${CONFIGURE_OPTIONS[@]}"
-    grep -qF 'S["MCA_BUILD_ompi_coll_qtopo_DSO_TRUE"]=""' config.status ||
+}
+
+configure_ompi_tree() {
+    local build=$1
+    (cd "$build" && run_logged configure ./configure --prefix="$CACHE/prefix" \
+        "${CONFIGURE_OPTIONS[@]}")
+    grep -qF 'S["MCA_BUILD_ompi_coll_qtopo_DSO_TRUE"]=""' "$build/config.status" ||
         fail "configure did not select coll/qtopo as a DSO"
     verified "configure selected coll/qtopo, built as a DSO"
 }
 
-# Configures a fresh tree unless the stamp says the configured one is still good (then
-# only the component's files are copied in again), and runs make at the top: a full
-# build the first time, an incremental one (mostly coll/qtopo) after that.
+# Reuses the configured tree if configure.m4 and the options are unchanged (then only
+# the component's files are copied in again); configures the autogen'ed tree again (and
+# cleans it) if only configure's options changed; else starts from a fresh copy. Then
+# runs make at the top: a full build the first time, an incremental one (mostly
+# coll/qtopo) after that.
 build_ompi_tree() {
-    local pristine=$1 build=$2 stamp
-    stamp=$(tree_stamp)
-    if [[ -f "$build/.qtopo-stamp" && "$(<"$build/.qtopo-stamp")" == "$stamp" ]]; then
+    local pristine=$1 build=$2 stamp autogen_stamp
+    stamp=$(tree_stamp CONFIGURE_OPTIONS)
+    autogen_stamp=$(tree_stamp AUTOGEN_OPTIONS)
+    if stamp_matches "$build/.qtopo-stamp" "$stamp"; then
         say "reusing the configured tree $build (configure.m4 and options unchanged)"
         copy_component "$build"
     else
-        configure_ompi_tree "$pristine" "$build"
+        if stamp_matches "$build/.qtopo-autogen-stamp" "$autogen_stamp"; then
+            say "configure's options changed: configuring $build again"
+            copy_component "$build"
+            configure_ompi_tree "$build"
+            run_logged make-clean make -C "$build" clean
+        else
+            autogen_ompi_tree "$pristine" "$build"
+            echo "$autogen_stamp" >"$build/.qtopo-autogen-stamp"
+            configure_ompi_tree "$build"
+        fi
         echo "$stamp" >"$build/.qtopo-stamp"
     fi
     run_logged make-ompi make -C "$build" -j "$JOBS"
