@@ -1,18 +1,24 @@
 #!/usr/bin/env bash
 # check_intree.sh: proves that ompi/mca/coll/qtopo builds as an in-tree Open MPI
-# component.
+# component, in the source tree of the Open MPI release series it runs against.
 #
 # It checks that the in-tree Makefile.am lists exactly the component's .c and .h files.
-# It then fetches the Debian source of the installed Open MPI (4.1.4) with apt-get
-# source, copies the component into that tree and runs autogen.pl, configure and make.
-# Last, it rebuilds the component on its own (V=1) and loads the resulting
-# mca_coll_qtopo.so into the tree's ompi_info with every symbol bound at load time.
+# It then fetches the Debian source of the installed Open MPI with apt-get source,
+# copies the component into that tree and runs autogen.pl, configure and make. Last, it
+# rebuilds the component on its own (V=1) and loads the resulting mca_coll_qtopo.so into
+# the tree's ompi_info with every symbol bound at load time.
+#
+# Two series are known (series_settings): 4.1, Debian 12's 4.1.4 on the host, and 5.0,
+# Debian 13's 5.0.7 in the chroot of test/ompi5/env.sh. With --ompi5 the script checks
+# the file list here, copies the current tree into that chroot and runs itself there.
 #
 # Slow when cold (tens of minutes on 2 cores), so it is not part of run-tests.sh. Needs
-# root the first time, to add a deb-src entry and install the build tools.
+# root the first time, to add a deb-src entry and install the build tools (and always
+# with --ompi5, for the chroot).
 #
-# Usage: test/intree/check_intree.sh   (QTOPO_INTREE_CACHE=DIR moves the cache from
-# /var/cache/qtopo-intree; QTOPO_INTREE_JOBS=N sets make -j)
+# Usage: test/intree/check_intree.sh [--ompi5]   (QTOPO_INTREE_CACHE=DIR moves the cache
+# from /var/cache/qtopo-intree, inside the chroot with --ompi5; QTOPO_INTREE_JOBS=N sets
+# make -j)
 set -euo pipefail
 
 REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
@@ -23,17 +29,60 @@ OMPI_PACKAGE=libopenmpi-dev
 PMIX_DIR=/usr/lib/x86_64-linux-gnu/pmix2
 BUILD_TOOLS=(dpkg-dev autoconf automake libtool flex perl make gcc
              libhwloc-dev libevent-dev libpmix-dev)
+# Where --ompi5 puts the copy of the tree inside the chroot.
+CHROOT_TREE=/opt/qtopo/intree-src
 
-# Components configure leaves out: MPI-IO, one-sided, MTLs, message logging (whole
-# frameworks; their base code is still built) and the transports it would probe for.
-NO_BUILD=io,fs,fbtl,fcoll,sharedfp,osc,mtl,vprotocol,btl-openib,btl-usnic,btl-uct,btl-ofi,btl-smcuda
-CONFIGURE_OPTIONS=(
-    --disable-mpi-fortran --disable-mpi-cxx --disable-oshmem --disable-mpi-java
-    --without-ucx --without-verbs --without-ofi --without-psm --without-psm2
-    --without-cuda --without-hcoll --without-ucc
-    --with-hwloc=external --with-libevent=external "--with-pmix=$PMIX_DIR"
-    "--enable-mca-no-build=$NO_BUILD"
-)
+# Components configure leaves out in either series: MPI-IO, one-sided, MTLs, message
+# logging (whole frameworks; their base code is still built).
+NO_BUILD_FRAMEWORKS=io,fs,fbtl,fcoll,sharedfp,osc,mtl,vprotocol
+# The distribution's hwloc and libevent, as its Open MPI uses them.
+EXTERNAL_OPTIONS=(--with-hwloc=external --with-libevent=external)
+
+# Set by series_settings for the installed Open MPI.
+AUTOGEN_OPTIONS=()
+CONFIGURE_OPTIONS=()
+TREE_PARTS=
+
+# What differs between the release series: autogen.pl's options, configure's options
+# (no Fortran, OSHMEM or Java, none of the network libraries and transports it would
+# probe for) and what the tree builds.
+series_settings() {
+    case $1 in
+    4.1.*)
+        AUTOGEN_OPTIONS=(--force --no-oshmem)
+        CONFIGURE_OPTIONS=(
+            --disable-mpi-fortran --disable-mpi-cxx --disable-oshmem --disable-mpi-java
+            --without-ucx --without-verbs --without-ofi --without-psm --without-psm2
+            --without-cuda --without-hcoll --without-ucc
+            "${EXTERNAL_OPTIONS[@]}" "--with-pmix=$PMIX_DIR"
+            "--enable-mca-no-build=$NO_BUILD_FRAMEWORKS,btl-openib,btl-usnic,btl-uct,btl-ofi,\
+btl-smcuda"
+        )
+        TREE_PARTS="opal, orte, ompi with coll/qtopo"
+        ;;
+    5.0.*)
+        # hwloc, libevent and PMIx are external, and PRRTE (mpirun) is not needed: the
+        # bundled copies are not prepared. The C++ bindings, openib and PSM are gone.
+        # 5.0 links every component into libmpi unless told otherwise; qtopo is asked
+        # for as a DSO, the form it ships in. PMIx through pkg-config: Open MPI 5.0 also
+        # includes PMIx's internal headers, from $PMIX_DIR/include/pmix.
+        AUTOGEN_OPTIONS=(--force --no-3rdparty "hwloc,libevent,pmix,prrte")
+        CONFIGURE_OPTIONS=(
+            --disable-mpi-fortran --disable-oshmem --disable-mpi-java --with-prrte=no
+            --enable-mca-dso=coll-qtopo
+            --without-ucx --without-ofi --without-psm2 --without-cuda --without-rocm
+            --without-hcoll --without-ucc
+            "${EXTERNAL_OPTIONS[@]}" --with-pmix=external
+            "--enable-mca-no-build=$NO_BUILD_FRAMEWORKS,part,btl-usnic,btl-uct,btl-ofi,\
+btl-smcuda,btl-portals4"
+        )
+        TREE_PARTS="opal, ompi with coll/qtopo; no PRRTE"
+        ;;
+    *)
+        fail "no in-tree settings for Open MPI $1 (known series: 4.1, 5.0)"
+        ;;
+    esac
+}
 
 LOGS="$CACHE/logs"
 VERIFIED=()
@@ -63,10 +112,15 @@ verified() {
     say "ok: $*"
 }
 
-# The component's files as a commit would hold them (no build outputs).
+# The component's files as a commit would hold them (no build outputs). The copy --ompi5
+# makes holds only those and is no git checkout (nor has the chroot git).
 component_files() {
-    git -C "$REPO" ls-files --cached --others --exclude-standard -- "$COMPONENT" |
-        sed "s|^$COMPONENT/||" | sort
+    if git -C "$REPO" rev-parse --git-dir >/dev/null 2>&1; then
+        git -C "$REPO" ls-files --cached --others --exclude-standard -- "$COMPONENT" |
+            sed "s|^$COMPONENT/||"
+    else
+        (cd "$REPO/$COMPONENT" && find . -type f | sed 's|^\./||')
+    fi | sort
 }
 
 # The file names in the `sources = \ ...` list of the in-tree Makefile.am.
@@ -157,46 +211,69 @@ copy_component() {
     done < <(component_files)
 }
 
-# What autogen.pl and configure read that can change: configure.m4 and the options.
-# (A changed Makefile.am is picked up by the tree's own automake rebuild rules.)
+# What configure reads that can change: configure.m4 and the options given to "$1"
+# (configure or autogen). (A changed Makefile.am is picked up by the tree's own
+# automake rebuild rules.)
 tree_stamp() {
-    printf '%s\n' "${CONFIGURE_OPTIONS[@]}" |
+    local -n options=$1
+    printf '%s\n' "${options[@]}" |
         cat - "$REPO/$COMPONENT/configure.m4" | sha256sum | cut -d' ' -f1
 }
 
-# A fresh copy of the source with the component in it, autogen'ed and configured.
-configure_ompi_tree() {
+# True if the stamp file $1 holds $2.
+stamp_matches() {
+    [[ -f "$1" && "$(<"$1")" == "$2" ]]
+}
+
+# A fresh copy of the source with the component in it, autogen'ed.
+autogen_ompi_tree() {
     local pristine=$1 build=$2
     rm -rf "$build"
     mkdir -p "$(dirname "$build")"
     cp -a "$pristine" "$build"
     copy_component "$build"
-    cd "$build"
-    run_logged autogen ./autogen.pl --force --no-oshmem
-    grep -q 'ompi/mca/coll/qtopo/Makefile' configure ||
+    (cd "$build" && run_logged autogen ./autogen.pl "${AUTOGEN_OPTIONS[@]}")
+    grep -q 'ompi/mca/coll/qtopo/Makefile' "$build/configure" ||
         fail "autogen.pl did not pick up $COMPONENT"
     verified "autogen.pl added coll/qtopo to Open MPI's configure"
-    run_logged configure ./configure --prefix="$CACHE/prefix" "${CONFIGURE_OPTIONS[@]}"
-    grep -qF 'S["MCA_BUILD_ompi_coll_qtopo_DSO_TRUE"]=""' config.status ||
+}
+
+configure_ompi_tree() {
+    local build=$1
+    (cd "$build" && run_logged configure ./configure --prefix="$CACHE/prefix" \
+        "${CONFIGURE_OPTIONS[@]}")
+    grep -qF 'S["MCA_BUILD_ompi_coll_qtopo_DSO_TRUE"]=""' "$build/config.status" ||
         fail "configure did not select coll/qtopo as a DSO"
     verified "configure selected coll/qtopo, built as a DSO"
 }
 
-# Configures a fresh tree unless the stamp says the configured one is still good (then
-# only the component's files are copied in again), and runs make at the top: a full
-# build the first time, an incremental one (mostly coll/qtopo) after that.
+# Reuses the configured tree if configure.m4 and the options are unchanged (then only
+# the component's files are copied in again); configures the autogen'ed tree again (and
+# cleans it) if only configure's options changed; else starts from a fresh copy. Then
+# runs make at the top: a full build the first time, an incremental one (mostly
+# coll/qtopo) after that.
 build_ompi_tree() {
-    local pristine=$1 build=$2 stamp
-    stamp=$(tree_stamp)
-    if [[ -f "$build/.qtopo-stamp" && "$(<"$build/.qtopo-stamp")" == "$stamp" ]]; then
+    local pristine=$1 build=$2 stamp autogen_stamp
+    stamp=$(tree_stamp CONFIGURE_OPTIONS)
+    autogen_stamp=$(tree_stamp AUTOGEN_OPTIONS)
+    if stamp_matches "$build/.qtopo-stamp" "$stamp"; then
         say "reusing the configured tree $build (configure.m4 and options unchanged)"
         copy_component "$build"
     else
-        configure_ompi_tree "$pristine" "$build"
+        if stamp_matches "$build/.qtopo-autogen-stamp" "$autogen_stamp"; then
+            say "configure's options changed: configuring $build again"
+            copy_component "$build"
+            configure_ompi_tree "$build"
+            run_logged make-clean make -C "$build" clean
+        else
+            autogen_ompi_tree "$pristine" "$build"
+            echo "$autogen_stamp" >"$build/.qtopo-autogen-stamp"
+            configure_ompi_tree "$build"
+        fi
         echo "$stamp" >"$build/.qtopo-stamp"
     fi
     run_logged make-ompi make -C "$build" -j "$JOBS"
-    verified "Open MPI (opal, orte, ompi with coll/qtopo) built with make -j $JOBS"
+    verified "Open MPI ($TREE_PARTS) built with make -j $JOBS"
 }
 
 # Rebuilds only coll/qtopo, verbosely, so its compile lines and warnings are on record.
@@ -234,13 +311,28 @@ check_dso() {
         "(LD_BIND_NOW=1) and lists its $(grep -c ':param:[^:]*:value:' <<<"$params") parameters"
 }
 
+# Runs this script in the Open MPI 5.0 chroot on a copy of the current tree.
+run_in_ompi5_chroot() {
+    local env_sh=$REPO/test/ompi5/env.sh
+    "$env_sh" copy "$CHROOT_TREE"
+    exec "$env_sh" run /usr/bin/env QTOPO_INTREE_JOBS="$JOBS" \
+        ${QTOPO_INTREE_CACHE:+QTOPO_INTREE_CACHE="$QTOPO_INTREE_CACHE"} \
+        "$CHROOT_TREE/test/intree/check_intree.sh"
+}
+
 main() {
     local started=$SECONDS version upstream pristine build
     check_sources_listed
+    case ${1:-} in
+    --ompi5) run_in_ompi5_chroot ;;
+    '') ;;
+    *) fail "usage: $0 [--ompi5]" ;;
+    esac
     mkdir -p "$LOGS"
     install_build_tools
     version=$(dpkg-query -W -f='${source:Version}' "$OMPI_PACKAGE")
     upstream=${version%-*}
+    series_settings "$upstream"
     pristine=$CACHE/src/openmpi-$upstream
     build=$CACHE/build/openmpi-$upstream
     fetch_ompi_source "$version" "$pristine"

@@ -4,6 +4,8 @@
 #   test/ompi5/env.sh setup        create or update the chroot, build and install qtopo
 #   test/ompi5/env.sh setup-ddp    also install PyTorch and Fashion-MNIST (examples/ddp)
 #   test/ompi5/env.sh run CMD...   run CMD as root inside it
+#   test/ompi5/env.sh copy DIR     copy the current tree to DIR inside it (what setup does
+#                                  for /opt/qtopo/src; test/intree/check_intree.sh --ompi5)
 #
 # The chroot is cached outside the repository (QTOPO_OMPI5_ROOT, default
 # /var/cache/qtopo/trixie) so that fresh clones reuse it; each stage leaves a stamp file
@@ -131,18 +133,29 @@ add_missing_headers() {
     stamp_set headers
 }
 
-# Stage 3: qtopo from the current tree, every time.
-build_qtopo() {
-    say "building qtopo from $REPO in $ROOT/opt/qtopo/src"
-    rm -rf "$ROOT/opt/qtopo/src"
-    mkdir -p "$ROOT/opt/qtopo/src"
+# Replaces DIR inside the chroot ($1, an absolute path) with a copy of the current tree:
+# its tracked and untracked, not ignored files.
+copy_tree() {
+    local dest=$ROOT$1
+    case $1 in
+    /?*) ;;
+    *) die "copy: '$1' is not an absolute path inside the chroot" ;;
+    esac
+    rm -rf "$dest"
+    mkdir -p "$dest"
     if git -C "$REPO" rev-parse --git-dir >/dev/null 2>&1; then
         (cd "$REPO" && git ls-files -co --exclude-standard -z | tar --null -T - -cf -)
     else
         # not a git checkout (a release tarball): everything but build outputs
         tar -C "$REPO" --exclude=.libs --exclude=.deps --exclude='*.o' --exclude='*.lo' \
             --exclude='*.la' -cf - .
-    fi | tar -C "$ROOT/opt/qtopo/src" -xf -
+    fi | tar -C "$dest" -xf -
+}
+
+# Stage 3: qtopo from the current tree, every time.
+build_qtopo() {
+    say "building qtopo from $REPO in $ROOT/opt/qtopo/src"
+    copy_tree /opt/qtopo/src
     in_root /bin/bash -euc '
         cd /opt/qtopo/src
         ./autogen.sh >/dev/null 2>&1
@@ -185,8 +198,13 @@ run)
     stamp base || die "no chroot at $ROOT: run $0 setup first"
     in_root "$@"
     ;;
+copy)
+    [ $# -eq 2 ] || die "usage: $0 copy DIR"
+    stamp base || die "no chroot at $ROOT: run $0 setup first"
+    copy_tree "$2"
+    ;;
 *)
-    echo "usage: $0 setup | setup-ddp | run CMD..." >&2
+    echo "usage: $0 setup | setup-ddp | run CMD... | copy DIR" >&2
     exit 2
     ;;
 esac
