@@ -38,9 +38,9 @@ cols() { cut -d, -f"$1" "$OUT/$2" | LC_ALL=C sort -t, -k1,1; }
 LC_ALL=C join -t, <(cols 1,9 ring) <(cols 1,2,8,9 q32) | LC_ALL=C join -t, - <(cols 1,2,8 q8) |
     LC_ALL=C join -t, - <(cols 1,2,8 q4) | sort -t, -k1,1n |
     awk -F, 'BEGIN {
-        printf "%8s | %-19s | %-27s | %-27s | %-27s\n", "size", "Open MPI s/call",
+        printf "%10s | %-19s | %-27s | %-27s | %-27s\n", "size", "Open MPI s/call",
                "qtopo lossless", "qtopo 8-bit", "qtopo 4-bit"
-        printf "%8s | %9s %9s | %8s %7s %10s | %8s %7s %10s | %8s %7s %10s\n", "", "default",
+        printf "%10s | %9s %9s | %8s %7s %10s | %8s %7s %10s | %8s %7s %10s\n", "", "default",
                "ring", "s/call", "speedup", "max_rel", "s/call", "speedup", "max_rel",
                "s/call", "speedup", "max_rel"
     }
