@@ -35,7 +35,6 @@
 #include "coll_qtopo.h"
 #include "coll_qtopo_rails.h"
 
-#include "ompi/mca/pml/pml.h"
 #include "opal/runtime/opal_progress.h"
 
 /* The vector of the first exchange: every value v goes in as v and ~v and the vector

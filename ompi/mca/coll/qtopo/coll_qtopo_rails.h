@@ -26,6 +26,10 @@
  * weights from the reduced rates with the same pure function
  * (qtopo_rail_adapt_weights, coll_qtopo_railsplit.h): the split stays identical on
  * every rank, and it changes only between calls.
+ *
+ * A rail that fails while a call runs on it is detected by the transport and taken out
+ * of service on every rank through the failover protocol at the top of
+ * coll_qtopo_agree.c (mca_coll_qtopo_rails_suspect / _fail below); the call is redone.
  */
 
 #ifndef COLL_QTOPO_RAILS_H
