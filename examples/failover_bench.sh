@@ -29,31 +29,16 @@ declare -A ARGS=(
 )
 
 scenario() {
-    local name=$1 pid t0 t_down="" t_after="" done_before rc=0
+    local name=$1 rc=0
     local -a args
     read -r -a args <<<"${ARGS[$name]}"
-    rm -f "$WORK/progress"
-    t0=$(date +%s.%N)
-    "$TOP/test/cluster/run.sh" --timeout "$LIMIT" "${args[@]}" \
-        --mca mca_base_component_path "$BUILD/.libs:SYS_DEFAULT" -- \
-        "$WORK/rail_loop" 4194304 "$CALLS" exact "$WORK/progress" >"$WORK/$name.out" 2>&1 &
-    pid=$!
-    while kill -0 "$pid" 2>/dev/null; do
-        done_before=$(cat "$WORK/progress" 2>/dev/null || echo 0)
-        if [[ -z $t_down && $done_before == 3 ]]; then
-            qt_in_node qtnode2 ip link set rail2 down
-            t_down=$(date +%s.%N)
-        elif [[ -n $t_down && -z $t_after && $done_before -gt 3 ]]; then
-            t_after=$(date +%s.%N)
-        fi
-        sleep 0.05
-    done
-    wait "$pid" || rc=$?
-    qt_in_node qtnode2 ip link set rail2 up
+    qt_fail_links_during 2 rail2 "$WORK/$name.out" "$WORK/progress" --timeout "$LIMIT" \
+        "${args[@]}" --mca mca_base_component_path "$BUILD/.libs:SYS_DEFAULT" -- \
+        "$WORK/rail_loop" 4194304 "$CALLS" exact "$WORK/progress" || rc=$?
     echo "== $name (exit status $rc$( ((rc == 124)) && echo ": killed after ${LIMIT} s"))"
     grep -E "^call|summary|failed|TIMEOUT" "$WORK/$name.out" | cut -c1-200 || true
-    if [[ -n $t_after ]]; then
-        awk -v d="$t_down" -v a="$t_after" 'BEGIN { printf "link down to the next completed call: %.2f s\n", a - d }'
+    if [[ -n $QT_NEXT_AT ]]; then
+        awk -v d="$QT_DOWN_AT" -v a="$QT_NEXT_AT" 'BEGIN { printf "link down to the next completed call: %.2f s\n", a - d }'
     else
         echo "link down to the next completed call: none completed"
     fi

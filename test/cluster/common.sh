@@ -86,6 +86,38 @@ qt_tx_bytes() {
     echo "$sum"
 }
 
+# qt_fail_links_during NODE "DEVS" OUT PROGRESS [run.sh args] -- rail_loop ... PROGRESS:
+# runs run.sh in the background (output in OUT); once the program has written 3 (calls
+# done, rail_loop.c) into PROGRESS, puts the interfaces DEVS of node NODE down, and up
+# again after the run. Sets QT_DOWN_AT (when the links went down) and QT_NEXT_AT (when
+# the program next wrote a larger count; empty when it never did), as `date +%s.%N`;
+# returns the run's status.
+qt_fail_links_during() {
+    local node=$1 devs=$2 out=$3 progress=$4 pid rc=0 done_calls dev
+    shift 4
+    QT_DOWN_AT="" QT_NEXT_AT=""
+    rm -f "$progress"
+    "$QT_HERE/run.sh" "$@" >"$out" 2>&1 &
+    pid=$!
+    while kill -0 "$pid" 2>/dev/null; do
+        done_calls=$(cat "$progress" 2>/dev/null || true)
+        if [[ -z $QT_DOWN_AT && $done_calls == 3 ]]; then
+            for dev in $devs; do
+                qt_in_node "$QT_NODE_PREFIX$node" ip link set "$dev" down
+            done
+            QT_DOWN_AT=$(date +%s.%N)
+        elif [[ -n $QT_DOWN_AT && -z $QT_NEXT_AT && ${done_calls:-0} -gt 3 ]]; then
+            QT_NEXT_AT=$(date +%s.%N)
+        fi
+        sleep 0.05
+    done
+    wait "$pid" || rc=$?
+    for dev in $devs; do
+        qt_in_node "$QT_NODE_PREFIX$node" ip link set "$dev" up
+    done
+    return "$rc"
+}
+
 # qt_run_expect PATTERN [run.sh args] -- prog args: the run must succeed and print
 # PATTERN; its output is in $WORK/out.
 qt_run_expect() {

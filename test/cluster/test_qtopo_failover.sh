@@ -38,21 +38,11 @@ set_links() {
 # failing_loop NODE "DEVS" [run.sh args]: rail_loop with the interfaces DEVS of node NODE
 # put down once 3 calls have ended (and up again after the run); output in $WORK/out.
 failing_loop() {
-    local node=$1 devs=$2 rc=0 t0=$SECONDS pid
+    local node=$1 devs=$2 rc=0
     shift 2
-    rm -f "$WORK/progress"
-    "$QT_HERE/run.sh" --timeout 300 "${ON[@]}" "$@" -- "$WORK/rail_loop" "$COUNT" "$CALLS" \
-        "${EXACT:--}" "$WORK/progress" >"$WORK/out" 2>&1 &
-    pid=$!
-    until [[ $(cat "$WORK/progress" 2>/dev/null) == 3 ]] || ! kill -0 "$pid" 2>/dev/null ||
-        ((SECONDS - t0 > 240)); do
-        sleep 0.1
-    done
-    # shellcheck disable=SC2086
-    set_links down "$node" $devs
-    wait "$pid" || rc=$?
-    # shellcheck disable=SC2086
-    set_links up "$node" $devs
+    qt_fail_links_during "$node" "$devs" "$WORK/out" "$WORK/progress" --timeout 300 \
+        "${ON[@]}" "$@" -- "$WORK/rail_loop" "$COUNT" "$CALLS" "${EXACT:--}" "$WORK/progress" ||
+        rc=$?
     cat "$WORK/out"
     return "$rc"
 }

@@ -87,12 +87,12 @@ static bool read_line(const char *path, char *buf, size_t len)
     return ok;
 }
 
-/* "mlx5_0:1" is an InfiniBand port, anything else a network interface. */
-static bool device_exists(const char *name)
+/* The state line of a device ("mlx5_0:1" is an InfiniBand port, anything else a network
+ * interface): false when the host has no such device. */
+static bool device_state(const char *name, char *line, size_t len)
 {
     char path[256], dev[QTOPO_RAIL_NAME_MAX];
     const char *colon = strchr(name, ':');
-    FILE *f;
 
     if (NULL != colon) {
         snprintf(dev, sizeof(dev), "%.*s", (int) (colon - name), name);
@@ -100,28 +100,30 @@ static bool device_exists(const char *name)
     } else {
         snprintf(path, sizeof(path), "/sys/class/net/%s/operstate", name);
     }
-    f = fopen(path, "r");
-    if (NULL != f) {
-        fclose(f);
-    }
-    return NULL != f;
+    return read_line(path, line, len);
+}
+
+static bool device_exists(const char *name)
+{
+    char line[64];
+
+    return device_state(name, line, sizeof(line));
 }
 
 /* The device is up: a network interface whose operstate is not down (lo and some
  * virtual devices say "unknown" and work), an InfiniBand port ACTIVE. */
 static bool device_up(const char *name)
 {
-    char path[256], line[64], dev[QTOPO_RAIL_NAME_MAX];
-    const char *colon = strchr(name, ':');
+    char line[64];
 
-    if (NULL != colon) {
-        snprintf(dev, sizeof(dev), "%.*s", (int) (colon - name), name);
-        snprintf(path, sizeof(path), "/sys/class/infiniband/%s/ports/%s/state", dev, colon + 1);
-        return read_line(path, line, sizeof(line)) && NULL != strstr(line, "ACTIVE");
+    if (!device_state(name, line, sizeof(line))) {
+        return false;
     }
-    snprintf(path, sizeof(path), "/sys/class/net/%s/operstate", name);
-    return read_line(path, line, sizeof(line)) && 0 != strncmp("down", line, 4)
-           && 0 != strncmp("lowerlayerdown", line, 14) && 0 != strncmp("notpresent", line, 10);
+    if (NULL != strchr(name, ':')) {
+        return NULL != strstr(line, "ACTIVE");
+    }
+    return 0 != strncmp("down", line, 4) && 0 != strncmp("lowerlayerdown", line, 14)
+           && 0 != strncmp("notpresent", line, 10);
 }
 
 /* Link speed in Mbit/s, 0 when unknown. */
