@@ -60,19 +60,20 @@ pvar_ratio() {
 }
 
 # On 400 + 100 Mbit/s rails the weights start equal (the emulated links report the
-# same speed) and are re-estimated every 2 calls: after 24 calls rail0's weight is 2-6
-# times rail1's (the link ratio is 4; without adaptation it stays 1). How close it gets
-# depends on the load: the measured send times include the time a busy process takes to
-# notice a completion, which is the same on both rails and slows the approach (the
-# estimate's fixed point is still the balanced split). Seen here: 3.2-3.9 at a load
-# average of 10 on 2 cores, 2.3 at 20.
+# same speed) and are re-estimated every 2 calls: after 40 calls rail0's weight is 2.5-6
+# times rail1's (the link ratio is 4; without adaptation it stays 1). How fast it gets
+# there depends on the load: the measured send times include the time a busy process
+# takes to notice a completion, which is the same on both rails and slows the approach
+# (the estimate's fixed point is still the balanced split). Seen here after 24 calls:
+# 3.2-3.9 at a load average of 10 on 2 cores, 2.35 once at 20 (which is why the run has
+# 40 calls).
 adapts_to_4_to_1() {
-    qt_run_expect "rail weights at call 24" "${ON[@]}" --mca coll_qtopo_verbose 1 \
-        --mca coll_qtopo_rail_adapt_calls 2 -- "$WORK/mpi_probe" "$MIB16" 24 || return 1
-    grep "rail weights at call 24" "$WORK/out" |
+    qt_run_expect "rail weights at call 40" "${ON[@]}" --mca coll_qtopo_verbose 1 \
+        --mca coll_qtopo_rail_adapt_calls 2 -- "$WORK/mpi_probe" "$MIB16" 40 || return 1
+    grep "rail weights at call 40" "$WORK/out" |
         sed -E 's/.*rail0 ([0-9]+) .*rail1 ([0-9]+) .*/\1 \2/' |
         awk '{ r = $1 / ($2 > 0 ? $2 : 1); print "weights", $1, $2, "ratio", r;
-               exit !(r >= 2 && r <= 6) }'
+               exit !(r >= 2.5 && r <= 6) }'
 }
 
 # Communicators with rails created and freed in a loop (comm_loop.c) under valgrind on

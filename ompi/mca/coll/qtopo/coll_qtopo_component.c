@@ -217,7 +217,7 @@ static void register_rail_params(mca_coll_qtopo_component_t *c)
                  "Seconds a wait inside a call may see nothing arrive on qtopo's rails before "
                  "the rails it waits on are suspected to have failed (then the call is redone "
                  "over the rails left, see README \"Rail failure\"); UCX's keep-alive runs at "
-                 "half of it (default 5)",
+                 "half of it (default 5; values under 0.1 count as 0.1)",
                  MCA_BASE_VAR_TYPE_DOUBLE, NULL, OPAL_INFO_LVL_5, false, &c->rail_timeout);
 }
 
