@@ -98,6 +98,10 @@ typedef struct mca_coll_qtopo_counters_t {
     unsigned long bytes_wire;      /* bytes this process sent for them */
     unsigned long usec_total;      /* time in qtopo's algorithms, microseconds */
     unsigned long usec_code;       /* ... of which encoding and decoding */
+    unsigned long usec_node_rs;    /* ... in split-rail's node reduce-scatter */
+    unsigned long usec_network;    /* ... in the phase across nodes (all of a flat call) */
+    unsigned long usec_node_ag;    /* ... in split-rail's node allgather */
+    unsigned long usec_agree;      /* in the per-call agreement (not in usec_total) */
 } mca_coll_qtopo_counters_t;
 
 /* Values of coll_qtopo_transport and coll_qtopo_rail_policy. */

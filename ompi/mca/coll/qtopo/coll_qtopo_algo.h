@@ -58,9 +58,15 @@ typedef struct qtopo_sra_args {
                                  * size); changes the segments, so equal on every peer */
 } qtopo_sra_args_t;
 
+/* Where a call's time goes: split-rail's node reduce-scatter, its network (rail) phase,
+ * its node allgather; a flat algorithm is all network phase. Time spent waiting for a
+ * phase's messages counts to that phase. */
+enum { QTOPO_PHASE_NODE_RS, QTOPO_PHASE_NETWORK, QTOPO_PHASE_NODE_AG, QTOPO_NPHASES };
+
 typedef struct qtopo_sra_stats {
-    size_t bytes_sent;   /* encoded bytes this rank sent */
-    double code_seconds; /* time spent encoding and decoding */
+    size_t bytes_sent;                   /* encoded bytes this rank sent */
+    double code_seconds;                 /* time spent encoding and decoding */
+    double phase_seconds[QTOPO_NPHASES]; /* filled by the callers of the algorithms */
 } qtopo_sra_stats_t;
 
 /* Scratch bytes qtopo_sra_allreduce needs: O(count), whatever the group size, and at most

@@ -540,6 +540,7 @@ static int run_flat(const mca_coll_qtopo_module_t *m, bool fail_waits,
                     qtopo_sra_stats_t *stats)
 {
     int size = ompi_comm_size(comm), rc;
+    double t0 = qtopo_now();
     xport_ctx_t ctx;
     qtopo_xport_t x;
 
@@ -551,6 +552,7 @@ static int run_flat(const mca_coll_qtopo_module_t *m, bool fail_waits,
     } else {
         rc = qtopo_sra_allreduce(&x, src, rbuf, count, a, call->scratch, stats);
     }
+    stats->phase_seconds[QTOPO_PHASE_NETWORK] = qtopo_now() - t0;
     return xport_rc(rc);
 }
 
@@ -610,7 +612,7 @@ static int run_call(mca_coll_qtopo_module_t *m, const mca_coll_qtopo_settings_t 
                     qtopo_call_t *call)
 {
     mca_coll_qtopo_counters_t k = {0};
-    qtopo_sra_stats_t stats = {0, 0.0};
+    qtopo_sra_stats_t stats = {0};
     qtopo_sra_args_t a;
     bool fail;
     double t0 = qtopo_now();
@@ -645,11 +647,18 @@ static int run_call(mca_coll_qtopo_module_t *m, const mca_coll_qtopo_settings_t 
     k.calls_quantized = 32 != call->bits;
     k.bytes_logical = (unsigned long) (count * sizeof(float));
     k.usec_total = (unsigned long) ((qtopo_now() - t0) * 1e6);
+    k.usec_node_rs = (unsigned long) (stats.phase_seconds[QTOPO_PHASE_NODE_RS] * 1e6);
+    k.usec_network = (unsigned long) (stats.phase_seconds[QTOPO_PHASE_NETWORK] * 1e6);
+    k.usec_node_ag = (unsigned long) (stats.phase_seconds[QTOPO_PHASE_NODE_AG] * 1e6);
     mca_coll_qtopo_count(m, &k);
     QTOPO_VERBOSE(2, "allreduce #%lu of %zu floats on %s: %s, %d bits (0: error bound %g), "
-                  "block %d, segment %zu", (unsigned long) call->index, count, comm->c_name,
-                  call->hier ? "hier" : "flat", call->bits, call->error_bound, call->block,
-                  call->segment);
+                  "block %d, segment %zu; %.3f ms: node reduce-scatter %.3f, network %.3f "
+                  "(coding %.3f), node allgather %.3f", (unsigned long) call->index, count,
+                  comm->c_name, call->hier ? "hier" : "flat", call->bits, call->error_bound,
+                  call->block, call->segment, 1e-3 * (double) k.usec_total,
+                  1e3 * stats.phase_seconds[QTOPO_PHASE_NODE_RS],
+                  1e3 * stats.phase_seconds[QTOPO_PHASE_NETWORK], 1e3 * stats.code_seconds,
+                  1e3 * stats.phase_seconds[QTOPO_PHASE_NODE_AG]);
     return OMPI_SUCCESS;
 }
 
@@ -748,6 +757,21 @@ static int run_with_failover(mca_coll_qtopo_module_t *m, const mca_coll_qtopo_se
     return run_call(m, s, src, rbuf, count, comm, call);
 }
 
+/* agree_call, its time counted (coll_qtopo_usec_agree). */
+static mca_coll_qtopo_verdict_t timed_agree_call(mca_coll_qtopo_module_t *m,
+                                                 struct ompi_communicator_t *comm,
+                                                 const mca_coll_qtopo_settings_t *s, size_t count,
+                                                 qtopo_call_t *call)
+{
+    mca_coll_qtopo_counters_t k = {0};
+    double t0 = qtopo_now();
+    mca_coll_qtopo_verdict_t v = agree_call(m, comm, s, count, call);
+
+    k.usec_agree = (unsigned long) ((qtopo_now() - t0) * 1e6);
+    mca_coll_qtopo_count(m, &k);
+    return v;
+}
+
 /* A call that failed after the agreement: every rank learns that qtopo is off here
  * (the notice also wakes ranks waiting for this one), and the memory that detached
  * sends may still read is never freed. */
@@ -773,7 +797,7 @@ int mca_coll_qtopo_allreduce(const void *sbuf, void *rbuf, qtopo_coll_count_t co
         return hand_on(m, sbuf, rbuf, count, dtype, op, comm);
     }
     m->busy = true;
-    if (QTOPO_RUN != agree_call(m, comm, &s, (size_t) count, &call)) {
+    if (QTOPO_RUN != timed_agree_call(m, comm, &s, (size_t) count, &call)) {
         m->busy = false;
         return hand_on(m, sbuf, rbuf, count, dtype, op, comm);
     }

@@ -277,6 +277,17 @@ static void register_counters(mca_coll_qtopo_counters_t *k)
     register_counter("usec_total", "Microseconds spent in qtopo's allreduce algorithms",
                      &k->usec_total);
     register_counter("usec_code", "... of which encoding and decoding", &k->usec_code);
+    register_counter("usec_node_rs",
+                     "... of which in split-rail's reduce-scatter inside the node (waiting for "
+                     "and adding the node's pieces)", &k->usec_node_rs);
+    register_counter("usec_network",
+                     "... of which in the phase across nodes (split-rail's rail phase; all of "
+                     "a flat algorithm), coding included", &k->usec_network);
+    register_counter("usec_node_ag", "... of which in split-rail's allgather inside the node",
+                     &k->usec_node_ag);
+    register_counter("usec_agree",
+                     "Microseconds in qtopo's per-call agreement, before its algorithms (not "
+                     "in usec_total)", &k->usec_agree);
 }
 
 static int qtopo_register(void)

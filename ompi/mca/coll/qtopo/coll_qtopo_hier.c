@@ -281,8 +281,20 @@ static int ag_finish(hier_plan_t *p, int b)
     return QTOPO_XPORT_OK == rc ? p->node_x->wait(p->node_x, req(p, b, AG_SEND, 0), p->L) : rc;
 }
 
+/* Charges the time since *t to phase `phase` and restarts the clock. */
+static void charge(hier_plan_t *p, int phase, double *t)
+{
+    double now = qtopo_now();
+
+    p->stats.phase_seconds[phase] += now - *t;
+    *t = now;
+}
+
+/* Posting a phase counts to it; the allgather's posts count to the network phase that
+ * produced the piece (they are cheap). */
 static int hier_pipeline(hier_plan_t *p, const float *sbuf, float *rbuf)
 {
+    double t = qtopo_now();
     int b, rc = rs_post(p, sbuf, 0);
 
     for (b = 0; QTOPO_XPORT_OK == rc && b < p->nblk; ++b) {
@@ -292,17 +304,22 @@ static int hier_pipeline(hier_plan_t *p, const float *sbuf, float *rbuf)
         if (QTOPO_XPORT_OK == rc) {
             rc = rs_finish(p, sbuf, rbuf, b);
         }
+        charge(p, QTOPO_PHASE_NODE_RS, &t);
         if (QTOPO_XPORT_OK == rc) {
             rc = rail_phase(p, rbuf, b);
         }
         if (QTOPO_XPORT_OK == rc) {
             rc = ag_post(p, rbuf, b);
         }
+        charge(p, QTOPO_PHASE_NETWORK, &t);
         if (QTOPO_XPORT_OK == rc && b >= 1) {
             rc = ag_finish(p, b - 1);
         }
+        charge(p, QTOPO_PHASE_NODE_AG, &t);
     }
-    return QTOPO_XPORT_OK == rc ? ag_finish(p, p->nblk - 1) : rc;
+    rc = QTOPO_XPORT_OK == rc ? ag_finish(p, p->nblk - 1) : rc;
+    charge(p, QTOPO_PHASE_NODE_AG, &t);
+    return rc;
 }
 
 int qtopo_hier_allreduce(qtopo_xport_t *node_x, qtopo_xport_t *rail_x, const float *sbuf,

@@ -62,11 +62,14 @@ static void print_summary(const mca_coll_qtopo_module_t *m)
     }
     QTOPO_VERBOSE(1, "summary for %s: %lu calls handled (%lu quantized), %lu handed on; %lu "
                   "fp32 bytes reduced, %lu bytes sent (wire ratio %.3f of exact fp32, %.0f bytes "
-                  "saved); %.3f s in qtopo, %.3f s of it coding",
+                  "saved); %.3f s in qtopo (node reduce-scatter %.3f, network %.3f, node "
+                  "allgather %.3f; coding %.3f of them), %.3f s agreeing",
                   m->comm_name, k->calls_handled, k->calls_quantized, k->calls_fallback,
                   k->bytes_logical, k->bytes_wire, exact > 0 ? k->bytes_wire / exact : 0.0,
                   exact - (double) k->bytes_wire, 1e-6 * (double) k->usec_total,
-                  1e-6 * (double) k->usec_code);
+                  1e-6 * (double) k->usec_node_rs, 1e-6 * (double) k->usec_network,
+                  1e-6 * (double) k->usec_node_ag, 1e-6 * (double) k->usec_code,
+                  1e-6 * (double) k->usec_agree);
 }
 
 static void qtopo_module_destruct(mca_coll_qtopo_module_t *m)
