@@ -37,6 +37,13 @@ enum {
     QTOPO_ALG_HIER = 2,
 };
 
+/* Values of coll_qtopo_exact: who runs exact (32-bit) calls. */
+enum {
+    QTOPO_EXACT_AUTO = 0,   /* qtopo where measured faster (qtopo_exact_min_bytes), else handed on */
+    QTOPO_EXACT_ALWAYS = 1, /* qtopo, from coll_qtopo_min_bytes on */
+    QTOPO_EXACT_NEVER = 2,  /* always handed on: qtopo only quantizes */
+};
+
 /*
  * Point-to-point tags of qtopo's own messages, at the far end of Open MPI's internal tag
  * range, which no other component reaches (QTOPO_TAG_FAR_END, coll_qtopo_compat.h). Data has a tag of its own, not MCA_COLL_BASE_TAG_ALLREDUCE: a message with
@@ -72,6 +79,7 @@ enum {
     QTOPO_SET_ERROR_BOUND,
     QTOPO_SET_ERROR_BOUND_MODE,
     QTOPO_SET_SCRATCH_MAX,
+    QTOPO_SET_EXACT,
     QTOPO_NSETTINGS
 };
 
@@ -79,7 +87,7 @@ typedef struct mca_coll_qtopo_settings_t {
     bool valid;                          /* every value usable (else reported once) */
     uint64_t wire[QTOPO_NSETTINGS];      /* the values above as integers (ratio: its bits,
                                           * rules: a hash of the text) */
-    int bits, block_size, rounding, warmup, algorithm;
+    int bits, block_size, rounding, warmup, algorithm, exact;
     unsigned long long seed;
     size_t min_bytes, segment_size, hier_min_bytes, ef_max_bytes, scratch_max;
     double ratio;
@@ -135,6 +143,7 @@ typedef struct mca_coll_qtopo_component_t {
     size_t ef_max_bytes;
     size_t scratch_max; /* scratch memory of one call, bytes (0: no limit) */
     int algorithm;
+    int exact;
     size_t hier_min_bytes;
     int node_size;
     int verbose;

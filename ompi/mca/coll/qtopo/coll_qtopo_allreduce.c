@@ -218,6 +218,32 @@ static bool use_hier(const mca_coll_qtopo_module_t *m, const mca_coll_qtopo_sett
     return QTOPO_ALG_HIER == s->algorithm || 32 != call->bits || bytes >= s->hier_min_bytes;
 }
 
+/* The layout of the exact-call table (coll_qtopo_policy.h), from the agreed node map. */
+static int exact_layout(const mca_coll_qtopo_module_t *m)
+{
+    if (1 == m->nodes.nnodes) {
+        return QTOPO_LAYOUT_ONE_NODE;
+    }
+    return mca_coll_qtopo_topo_hier_ok(m) ? QTOPO_LAYOUT_SPLIT : QTOPO_LAYOUT_FLAT;
+}
+
+/*
+ * coll_qtopo_exact: an exact call goes to the previous component where qtopo's own
+ * algorithms were measured slower than it (auto), or always (never). Depends only on
+ * values that are equal on every rank (settings, count, call number, the node map of
+ * the first call), so every rank decides alike; ranks whose settings differ end up in
+ * the agreement's "ranks that do not take part" path (coll_qtopo_agree.c).
+ */
+static bool exact_handed_on(const mca_coll_qtopo_module_t *m, const mca_coll_qtopo_settings_t *s,
+                            const qtopo_call_t *call, size_t bytes)
+{
+    if (32 != call->bits || QTOPO_EXACT_ALWAYS == s->exact) {
+        return false;
+    }
+    return QTOPO_EXACT_NEVER == s->exact
+           || bytes < qtopo_exact_min_bytes(exact_layout(m), m->comm_size);
+}
+
 /* Pinned memory (sends of an abandoned call may still read it) is left allocated. */
 static void release_scratch(mca_coll_qtopo_module_t *m)
 {
@@ -331,6 +357,9 @@ static bool prepare_call(mca_coll_qtopo_module_t *m, const mca_coll_qtopo_settin
         return false;
     }
     choose_setting(m, s, count * sizeof(float), call);
+    if (exact_handed_on(m, s, call, count * sizeof(float))) {
+        return false; /* the first call (later ones: skip_exact_call) */
+    }
     call->hier = use_hier(m, s, call, count * sizeof(float));
     if (mca_coll_qtopo_fault("alloc", m->comm_rank, call->index)) {
         return false;
@@ -757,6 +786,25 @@ static int run_with_failover(mca_coll_qtopo_module_t *m, const mca_coll_qtopo_se
     return run_call(m, s, src, rbuf, count, comm, call);
 }
 
+/* An exact call handed on without an agreement: once the node map is known, every rank
+ * decides it alike from agreed values. It counts as a call, as it would have after an
+ * agreement, so the ratio schedule moves on. */
+static bool skip_exact_call(mca_coll_qtopo_module_t *m, const mca_coll_qtopo_settings_t *s,
+                            size_t count)
+{
+    qtopo_call_t call;
+
+    if (!m->topo_ready || !s->valid) {
+        return false;
+    }
+    choose_setting(m, s, count * sizeof(float), &call);
+    if (!exact_handed_on(m, s, &call, count * sizeof(float))) {
+        return false;
+    }
+    m->ncalls++;
+    return true;
+}
+
 /* agree_call, its time counted (coll_qtopo_usec_agree). */
 static mca_coll_qtopo_verdict_t timed_agree_call(mca_coll_qtopo_module_t *m,
                                                  struct ompi_communicator_t *comm,
@@ -793,7 +841,7 @@ int mca_coll_qtopo_allreduce(const void *sbuf, void *rbuf, qtopo_coll_count_t co
     qtopo_call_t call;
     int rc;
 
-    if (!call_eligible(m, count, dtype, op, &s)) {
+    if (!call_eligible(m, count, dtype, op, &s) || skip_exact_call(m, &s, (size_t) count)) {
         return hand_on(m, sbuf, rbuf, count, dtype, op, comm);
     }
     m->busy = true;

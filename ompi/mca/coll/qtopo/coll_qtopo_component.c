@@ -56,6 +56,13 @@ static const mca_base_var_enum_value_t qtopo_algorithms[] = {
     {0, NULL},
 };
 
+static const mca_base_var_enum_value_t qtopo_exact_values[] = {
+    {QTOPO_EXACT_AUTO, "auto"},
+    {QTOPO_EXACT_ALWAYS, "always"},
+    {QTOPO_EXACT_NEVER, "never"},
+    {0, NULL},
+};
+
 static const mca_base_var_enum_value_t qtopo_eb_modes[] = {
     {QTOPO_EB_ABS, "abs"},
     {QTOPO_EB_REL, "rel"},
@@ -323,6 +330,14 @@ static int qtopo_register(void)
                  "nodes, the flat algorithm across nodes per local rank; flat where the "
                  "topology does not allow it); for tests and tuning",
                  MCA_BASE_VAR_TYPE_INT, qtopo_algorithms, OPAL_INFO_LVL_5, true, &c->algorithm);
+    c->exact = QTOPO_EXACT_AUTO;
+    register_var("exact",
+                 "Who runs exact (32-bit) allreduce calls: auto (default) qtopo only where its "
+                 "algorithms were measured faster than Open MPI's tuned for the layout, rank "
+                 "count and size (one node, split-rail or flat across nodes; the table is in "
+                 "the README), the previous component elsewhere; always (qtopo from "
+                 "coll_qtopo_min_bytes on); never (qtopo only runs quantized calls)",
+                 MCA_BASE_VAR_TYPE_INT, qtopo_exact_values, OPAL_INFO_LVL_3, true, &c->exact);
     /* Emulated cluster, 4 nodes x 2 ranks x 2 rails of 500 Mbit/s, exact calls, speedup
      * over Open MPI in the same run (examples/cluster_bench.sh and qtopo_bench runs):
      * 1 MiB flat 1.02x, hier 0.79x; 2-8 MiB within noise of each other (2 runs each);
@@ -509,6 +524,7 @@ static const char *const setting_names[QTOPO_NSETTINGS] = {
     [QTOPO_SET_ERROR_BOUND] = "coll_qtopo_error_bound",
     [QTOPO_SET_ERROR_BOUND_MODE] = "coll_qtopo_error_bound_mode",
     [QTOPO_SET_SCRATCH_MAX] = "coll_qtopo_scratch_max",
+    [QTOPO_SET_EXACT] = "coll_qtopo_exact",
 };
 
 const char *mca_coll_qtopo_setting_name(int i)
@@ -540,6 +556,7 @@ static void copy_settings(const mca_coll_qtopo_component_t *c, mca_coll_qtopo_se
     s->ratio = c->ratio;
     s->warmup = c->warmup;
     s->algorithm = c->algorithm;
+    s->exact = c->exact;
     s->hier_min_bytes = c->hier_min_bytes;
     s->error_feedback = c->error_feedback;
     s->ef_max_bytes = c->ef_max_bytes;
@@ -558,6 +575,7 @@ static void copy_settings(const mca_coll_qtopo_component_t *c, mca_coll_qtopo_se
     s->wire[QTOPO_SET_WARMUP] = (uint64_t) s->warmup;
     s->wire[QTOPO_SET_RULES] = text_hash(c->rules);
     s->wire[QTOPO_SET_ALGORITHM] = (uint64_t) s->algorithm;
+    s->wire[QTOPO_SET_EXACT] = (uint64_t) s->exact;
     s->wire[QTOPO_SET_HIER_MIN] = (uint64_t) s->hier_min_bytes;
     s->wire[QTOPO_SET_NODE_SIZE] = (uint64_t) c->node_size;
     s->wire[QTOPO_SET_ERROR_BOUND] = bound_bits;

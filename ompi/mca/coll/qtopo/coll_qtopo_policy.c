@@ -1,5 +1,6 @@
 /*
- * Joint-layer rule parsing and the ratio schedule (see coll_qtopo_policy.h).
+ * Joint-layer rule parsing, the ratio schedule and the exact-call table (see
+ * coll_qtopo_policy.h).
  */
 
 #include <ctype.h>
@@ -254,4 +255,53 @@ int qtopo_schedule_quantize(uint64_t call, double ratio, uint64_t warmup)
     }
     k = (double) (call - warmup);
     return floor((k + 1.0) * ratio) > floor(k * ratio);
+}
+
+/*
+ * Where qtopo's exact algorithms beat Open MPI 4.1's tuned allreduce (its default
+ * choice), measured with examples/notax_bench.sh: qtopo_bench, lossless, coll_qtopo_exact
+ * always and the default algorithm choice (flat ring; split-rail from
+ * coll_qtopo_hier_min_bytes), qtopo and tuned alternating in the same run, best of 5
+ * rounds per size. A row's size is the first measured size from which qtopo won by 5% or
+ * more at every larger size; SIZE_MAX where it never did.
+ *
+ * MEASUREMENTS-PENDING
+ *
+ * A rank count that was not measured takes the row of the largest measured count below
+ * it (the smallest measured row below that): more than 8 ranks, the 8-rank rows, which
+ * were not measured beyond 8 on this 2-core machine.
+ */
+typedef struct exact_row {
+    int layout;       /* QTOPO_LAYOUT_* */
+    int nranks;       /* measured at this many ranks */
+    size_t min_bytes; /* SIZE_MAX: tuned won at every size */
+} exact_row_t;
+
+#define QTOPO_NEVER SIZE_MAX
+#define QTOPO_MIB ((size_t) 1 << 20)
+
+static const exact_row_t exact_table[] = {
+    { QTOPO_LAYOUT_ONE_NODE, 2, QTOPO_NEVER },
+    { QTOPO_LAYOUT_ONE_NODE, 4, QTOPO_NEVER },
+    { QTOPO_LAYOUT_ONE_NODE, 8, QTOPO_NEVER },
+    { QTOPO_LAYOUT_SPLIT, 4, QTOPO_NEVER },
+    { QTOPO_LAYOUT_SPLIT, 8, QTOPO_NEVER },
+    { QTOPO_LAYOUT_FLAT, 2, QTOPO_NEVER },
+    { QTOPO_LAYOUT_FLAT, 4, QTOPO_NEVER },
+};
+
+size_t qtopo_exact_min_bytes(int layout, int nranks)
+{
+    const exact_row_t *pick = NULL, *r;
+    size_t i;
+
+    /* rows of a layout are in ascending rank counts: the last one <= nranks, else the
+     * layout's first */
+    for (i = 0; i < sizeof(exact_table) / sizeof(exact_table[0]); ++i) {
+        r = &exact_table[i];
+        if (layout == r->layout && (NULL == pick || r->nranks <= nranks)) {
+            pick = r;
+        }
+    }
+    return NULL != pick ? pick->min_bytes : QTOPO_NEVER;
 }

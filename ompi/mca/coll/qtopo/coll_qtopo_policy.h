@@ -65,4 +65,21 @@ const qtopo_rule_t *qtopo_rules_match(const qtopo_rules_t *rules, size_t bytes);
  */
 int qtopo_schedule_quantize(uint64_t call, double ratio, uint64_t warmup);
 
+/*
+ * Exact calls (coll_qtopo_exact auto): qtopo runs an exact call only where its own
+ * algorithm was measured faster than Open MPI's tuned component on that layout, rank
+ * count and size; elsewhere the call is handed on (the table and its measurements are
+ * in coll_qtopo_policy.c). Layouts, from the node map agreed on the first call:
+ */
+enum {
+    QTOPO_LAYOUT_ONE_NODE = 0, /* every rank on one node */
+    QTOPO_LAYOUT_SPLIT = 1,    /* several nodes, the same ranks per node (>= 2): split-rail */
+    QTOPO_LAYOUT_FLAT = 2,     /* several nodes, one rank per node or uneven: flat ring */
+    QTOPO_NLAYOUTS
+};
+
+/* The smallest exact call, in bytes, that qtopo runs itself on `layout` with `nranks`
+ * ranks (SIZE_MAX: none). */
+size_t qtopo_exact_min_bytes(int layout, int nranks);
+
 #endif /* COLL_QTOPO_POLICY_H */
