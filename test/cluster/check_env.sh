@@ -7,6 +7,10 @@ QT_CHECK_HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 # shellcheck source=common.sh
 . "$QT_CHECK_HERE/common.sh"
 
+# qtopo's exact algorithms are what the cluster tests check: exact calls run in qtopo
+# (coll_qtopo_exact always) unless a case asks for auto on its command line.
+export OMPI_MCA_coll_qtopo_exact=${OMPI_MCA_coll_qtopo_exact:-always}
+
 # Build a throw-away namespace with a bridge, a veth pair and a tbf qdisc.
 qt_check_namespace_features() {
     local ns=qtcheck$$ ok=1

@@ -21,6 +21,10 @@
 # make -j)
 set -euo pipefail
 
+# qtopo's exact algorithms are what these tests check: exact calls run in qtopo
+# (coll_qtopo_exact always) unless a case asks for auto on its command line.
+export OMPI_MCA_coll_qtopo_exact=${OMPI_MCA_coll_qtopo_exact:-always}
+
 REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
 COMPONENT=ompi/mca/coll/qtopo
 CACHE=${QTOPO_INTREE_CACHE:-/var/cache/qtopo-intree}

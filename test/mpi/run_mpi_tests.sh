@@ -4,6 +4,10 @@
 # in the component path). Prints "N passed, M failed" over all runs.
 set -u
 
+# qtopo's exact algorithms are what these tests check: exact calls run in qtopo
+# (coll_qtopo_exact always) unless a case asks for auto on its command line.
+export OMPI_MCA_coll_qtopo_exact=${OMPI_MCA_coll_qtopo_exact:-always}
+
 builddir=${QTOPO_BUILDDIR:-$(cd "$(dirname "$0")/../.." && pwd)}
 mpirun=${MPIRUN:-mpirun}
 test_bin="$builddir/test/mpi/test_allreduce"
@@ -72,6 +76,15 @@ done
 for np in 1 3 4; do
     run_case "np=$np installed but inert" "$np" "$test_bin" --expect off
 done
+# coll_qtopo_exact: auto hands exact calls on where tuned was measured faster (on one node
+# below the table's size: every size of this test), bit for bit what tuned returns;
+# never hands every exact call on and still runs quantized ones
+for np in $(pick "2 4 8" "4"); do
+    run_case "np=$np exact auto on one node: exact calls handed on" "$np" $on \
+        --mca coll_qtopo_exact auto "$test_bin" --expect handed-on
+done
+expect_output "np=4 exact never: quantized calls still run" " q-8\$" 4 $on \
+    --mca coll_qtopo_exact never "$builddir/examples/qtopo_bench" --bits 8 --sizes 1M -r 1
 # quantized: every width at np=4 with both roundings (the full test includes the
 # MPI_T-driven ratio, rules and error-feedback checks), quick runs at other np
 qtest="$builddir/test/mpi/test_quantized"
