@@ -117,6 +117,16 @@ for spec in $(pick "4:2 6:3 6:2 8:4 8:2 8:3 6:1 4:4" "4:2 6:3"); do
     run_case "np=$np node_size=$k 8-bit (quick)" "$np" $on --mca coll_qtopo_node_size "$k" \
         --mca coll_qtopo_bits 8 --mca coll_qtopo_segment_size 65536 "$qtest" --quick
 done
+# nodes with unequal rank counts (the last pretended node smaller): the folded form of
+# split-rail, forced for exact calls, auto for quantized ones
+for spec in $(pick "7:2 5:3 9:4" "7:2"); do
+    np=${spec%:*}
+    k=${spec#*:}
+    run_case "np=$np node_size=$k folded lossless" "$np" $on --mca coll_qtopo_node_size "$k" \
+        --mca coll_qtopo_algorithm hier "$test_bin" --expect on
+    run_case "np=$np node_size=$k folded 4-bit (quick)" "$np" $on --mca coll_qtopo_node_size "$k" \
+        --mca coll_qtopo_bits 4 --mca coll_qtopo_segment_size 65536 "$qtest" --quick
+done
 # ranks dealt to pretended nodes in turn (coll_qtopo_node_size -K, as --map-by node): the
 # flat algorithms run in node order (the quantized test's model follows it; its split-rail
 # model knows node-major layouts only, hence algorithm flat there), split-rail on

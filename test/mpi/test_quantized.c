@@ -40,6 +40,8 @@ typedef struct qcomm {
     int rank, size;
     uint64_t calls;
     int hier_local; /* ranks per pretended node when qtopo runs split-rail here, else 0 */
+    int fold_width; /* ... on nodes of hier_local ranks and one smaller last node: the
+                     * folded form, as wide as that node (else 0) */
     int *order;     /* the flat algorithms' order of the ranks (by node) */
 } qcomm_t;
 
@@ -63,9 +65,11 @@ static int real_local_size(MPI_Comm comm)
     return all_ok && lmin == lmax ? local : 0;
 }
 
-/* qtopo runs split-rail on M > 1 nodes of L > 1 ranks each unless coll_qtopo_algorithm
- * is flat; nodes are K consecutive ranks with coll_qtopo_node_size = K, else real. */
-static int hier_local_size(MPI_Comm comm, int size)
+/* qtopo runs split-rail on M > 1 nodes with L > 1 ranks on some node unless
+ * coll_qtopo_algorithm is flat; nodes are K consecutive ranks with coll_qtopo_node_size
+ * = K (the last one smaller when K does not divide the size: the folded form, *width
+ * set to its size), else real. */
+static int hier_local_size(MPI_Comm comm, int size, int *width)
 {
     int k, alg;
 
@@ -74,7 +78,8 @@ static int hier_local_size(MPI_Comm comm, int size)
     if (0 == k) {
         k = real_local_size(comm);
     }
-    return 1 != alg && k > 1 && 0 == size % k && size / k > 1 ? k : 0;
+    *width = 1 != alg && k > 1 && size > k && 0 != size % k ? size % k : 0;
+    return 1 != alg && k > 1 && size > k ? k : 0;
 }
 
 /* The node label qtopo gives this rank (coll_qtopo_topo.c): K consecutive ranks per node
@@ -118,11 +123,11 @@ static void flat_order(MPI_Comm comm, int rank, int size, int *order)
 
 static qcomm_t qcomm_make(const char *name, MPI_Comm comm)
 {
-    qcomm_t q = {name, comm, 0, 0, 0, 0, NULL};
+    qcomm_t q = {name, comm, 0, 0, 0, 0, 0, NULL};
 
     MPI_Comm_rank(comm, &q.rank);
     MPI_Comm_size(comm, &q.size);
-    q.hier_local = hier_local_size(comm, q.size);
+    q.hier_local = hier_local_size(comm, q.size, &q.fold_width);
     q.order = malloc(sizeof(int) * (size_t) q.size);
     flat_order(comm, q.rank, q.size, q.order);
     return q;
@@ -160,6 +165,40 @@ static float input_value(int rank, size_t i, int salt)
     u2 = ((double) (h & 0x7ff) + 0.5) / 2048.0;
     /* Gaussian, scaled per rank */
     return (float) (sqrt(-2.0 * log(u1)) * cos(6.283185307179586 * u2)) * (float) (1 + rank % 3);
+}
+
+/* The folded form's model: split-rail on a grid as wide as the smallest node, whose
+ * rank (node j, local l) holds the sum of node j's local ranks l, l + W, l + 2W, ...
+ * (added in that order, as the core rank does) and keys with its rank j * K + l. */
+static void folded_model_run(const qcomm_t *q, const sra_model_in_t *t, sra_model_out_t *mo)
+{
+    int K = q->hier_local, W = q->fold_width, nodes = (q->size + K - 1) / K, j, l, k;
+    float **sums = malloc(sizeof(float *) * (size_t) (nodes * W));
+    int *keys = malloc(sizeof(int) * (size_t) (nodes * W));
+    sra_model_in_t mi = *t;
+
+    for (j = 0; j < nodes; ++j) {
+        for (l = 0; l < W; ++l) {
+            float *y = malloc(t->count * sizeof(float) + 1);
+            memcpy(y, t->in[j * K + l], t->count * sizeof(float));
+            for (k = l + W; k < K && j * K + k < q->size; k += W) {
+                for (size_t i = 0; i < t->count; ++i) {
+                    y[i] += t->in[j * K + k][i];
+                }
+            }
+            sums[j * W + l] = y;
+            keys[j * W + l] = j * K + l;
+        }
+    }
+    mi.n = nodes * W;
+    mi.in = sums;
+    mi.key_ranks = keys;
+    hier_model_run(&mi, W, mo);
+    for (j = 0; j < nodes * W; ++j) {
+        free(sums[j]);
+    }
+    free(sums);
+    free(keys);
 }
 
 /* integers: small whole numbers, whose node sums are exact in fp32 (the hier model) */
@@ -228,7 +267,9 @@ static int check_call(qcomm_t *q, size_t count, int in_place, int salt, int nonf
 
     mo.y = malloc(count * sizeof(float) + 1);
     mo.bound = malloc(count * sizeof(double) + 1);
-    if (q->hier_local) {
+    if (q->fold_width) {
+        folded_model_run(q, &mi, &mo);
+    } else if (q->hier_local) {
         hier_model_run(&mi, q->hier_local, &mo);
     } else {
         /* group member p is rank order[p], keyed with its rank */

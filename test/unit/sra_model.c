@@ -110,7 +110,7 @@ static void hier_model_piece(const sra_model_in_t *t, int local, int b, int l,
     mi.args.scratch_max = qtopo_hier_rail_budget(t->count, local, t->args.scratch_max);
     for (node = 0; node < nodes; ++node) {
         sums[node] = calloc(len + 1, sizeof(float));
-        keys[node] = node * local + l;
+        keys[node] = NULL != t->key_ranks ? t->key_ranks[node * local + l] : node * local + l;
         for (r = node * local; r < (node + 1) * local; ++r) {
             for (i = 0; i < len; ++i) {
                 sums[node][i] += t->in[r][off + i];

@@ -40,7 +40,8 @@ void sra_model_run(const sra_model_in_t *t, sra_model_out_t *m);
  * block of the result is the model above run on the node sums of that piece, over the
  * ranks l, local + l, ...
  * Exact only when the node sums are exact in fp32 (e.g. small integers), which the
- * caller guarantees. m->wire counts the rail phases' bytes.
+ * caller guarantees. m->wire counts the rail phases' bytes. Rank node * local + l keys
+ * with t->key_ranks[node * local + l] when given, else with its number.
  */
 void hier_model_run(const sra_model_in_t *t, int local, sra_model_out_t *m);
 

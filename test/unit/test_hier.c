@@ -13,7 +13,12 @@
  *     grids, exact and quantized, with error feedback, in place and not: the eager
  *     mode's outputs and residuals, bit for bit, no buffer-lifetime rule broken;
  *   - a node or rail message of a wrong size: the receiver errs, never blocks
- *     afterwards (also when the sender falls silent), leaves nothing posted.
+ *     afterwards (also when the sender falls silent), leaves nothing posted;
+ *   - the folded form on nodes with unequal rank counts (2,2,2,1; 3,1; 1,3; 4,2,3; 2,3):
+ *     every rank bit-identical; lossless within the rounding bound (exact for integer
+ *     data); quantized, integer data: bit for bit the model of split-rail on a grid as
+ *     wide as the smallest node whose inputs are the folded sums; in every mock mode,
+ *     in place and not.
  */
 
 #include <float.h>
@@ -258,7 +263,9 @@ static void hier_free(hier_case_t *t)
         }
     }
     free(t->res);
-    mock_world_destroy(t->w);
+    if (NULL != t->w) {
+        mock_world_destroy(t->w);
+    }
     free(t->in);
     free(t->out);
     free(t->stats);
@@ -478,6 +485,206 @@ static void test_lifetime_and_faults(void)
     }
 }
 
+/* ---- the folded form: nodes with unequal rank counts ------------------------------------ */
+
+typedef struct fold_case {
+    int nnodes, n, width, mode, in_place, bits;
+    const int *sizes; /* ranks per node; ranks are numbered node by node */
+    int first[8];     /* first rank of each node */
+    size_t count;
+    qtopo_hier_args_t args;
+    mock_world_t *w;
+    float **in, **out;
+    int *rc;
+} fold_case_t;
+
+static int fold_node_of(const fold_case_t *t, int rank)
+{
+    int j = 0;
+
+    while (j + 1 < t->nnodes && t->first[j + 1] <= rank) {
+        ++j;
+    }
+    return j;
+}
+
+static int fold_rank_main(int rank, void *arg)
+{
+    fold_case_t *t = arg;
+    int node = fold_node_of(t, rank), l = rank - t->first[node], L = t->sizes[node], i;
+    int local[16], rail[8];
+    qtopo_hier_args_t a = t->args;
+    qtopo_xport_t fold_x, node_x, rail_x;
+    size_t bytes = qtopo_hier_folded_scratch_bytes(t->count, t->width, t->nnodes, &a);
+    void *scratch = malloc(bytes + 1);
+    float *src = t->in_place ? t->out[rank] : t->in[rank];
+
+    for (i = 0; i < L; ++i) {
+        local[i] = t->first[node] + i;
+    }
+    for (i = 0; i < t->nnodes; ++i) {
+        rail[i] = t->first[i] + l;
+    }
+    mock_xport_init_group(t->w, rank, local, L, l, &fold_x);
+    if (l < t->width) {
+        mock_xport_init_group(t->w, rank, local, t->width, l, &node_x);
+        mock_xport_init_group(t->w, rank, rail, t->nnodes, node, &rail_x);
+    }
+    a.sra.key_rank = (uint32_t) (node * t->width + l); /* the model's grid numbering */
+    if (t->in_place) {
+        memcpy(t->out[rank], t->in[rank], t->count * sizeof(float));
+    }
+    t->rc[rank] = qtopo_hier_folded_allreduce(&fold_x, t->width, l < t->width ? &node_x : NULL,
+                                              l < t->width ? &rail_x : NULL, src, t->out[rank],
+                                              t->count, &a, scratch, &(qtopo_sra_stats_t){0});
+    mock_xport_fini(&fold_x);
+    if (l < t->width) {
+        mock_xport_fini(&node_x);
+        mock_xport_fini(&rail_x);
+    }
+    free(scratch);
+    return t->rc[rank];
+}
+
+/* Runs the layout and checks what every run must give: success, nothing left posted,
+ * no buffer rule broken, every rank the same bits. */
+static void fold_run(fold_case_t *t)
+{
+    for (int r = 0; r < t->n; ++r) {
+        t->rc[r] = -1;
+        for (size_t i = 0; i < t->count; ++i) {
+            t->out[r][i] = NAN;
+        }
+    }
+    t->w = mock_world_create(t->n);
+    mock_world_set_mode(t->w, t->mode);
+    mock_world_run(t->w, fold_rank_main, t);
+    for (int r = 0; r < t->n; ++r) {
+        CHECK(0 == t->rc[r], "folded: rank %d rc %d", t->rc[r], r);
+        CHECK(0 == memcmp(t->out[r], t->out[0], t->count * sizeof(float)),
+              "folded %d nodes bits=%d mode=%d: rank %d differs from rank 0", t->nnodes, t->bits,
+              t->mode, r);
+    }
+    CHECK(0 == mock_unmatched(t->w) && 0 == mock_pending(t->w) && 0 == mock_violations(t->w)
+              && 0 == mock_deadlocks(t->w),
+          "folded %d nodes mode=%d inplace=%d: unmatched, pending, violations or deadlocks",
+          t->nnodes, t->mode, t->in_place);
+    mock_world_destroy(t->w);
+}
+
+/* The folded sums (core rank l of node j: its input plus those of local ranks l + W,
+ * l + 2W, ... in that order), as the model's grid of nnodes x W ranks. */
+static float **fold_inputs(const fold_case_t *t)
+{
+    float **f = calloc((size_t) (t->nnodes * t->width), sizeof(float *));
+
+    for (int j = 0; j < t->nnodes; ++j) {
+        for (int l = 0; l < t->width; ++l) {
+            float *y = malloc(t->count * sizeof(float) + 1);
+            memcpy(y, t->in[t->first[j] + l], t->count * sizeof(float));
+            for (int k = l + t->width; k < t->sizes[j]; k += t->width) {
+                for (size_t i = 0; i < t->count; ++i) {
+                    y[i] += t->in[t->first[j] + k][i];
+                }
+            }
+            f[j * t->width + l] = y;
+        }
+    }
+    return f;
+}
+
+/* Lossless: within the rounding bound of the exact sum (exact for integers). Quantized
+ * (integers only): the split-rail model on the folded sums, bit for bit. */
+static void fold_check_values(const fold_case_t *t, int integers)
+{
+    size_t off = 0, i;
+
+    if (32 == t->bits) {
+        for (i = 0; i < t->count; ++i) {
+            double ref = 0.0, mag = 0.0;
+            for (int r = 0; r < t->n; ++r) {
+                ref += t->in[r][i];
+                mag += fabs(t->in[r][i]);
+            }
+            off += fabs(t->out[0][i] - ref)
+                   > (integers ? 0.0 : (t->n - 1) * FLT_EPSILON / 2 * mag * 1.0001);
+        }
+    } else {
+        float **f = fold_inputs(t);
+        sra_model_in_t mi = {t->nnodes * t->width, t->count, f, t->args.sra, NULL};
+        sra_model_out_t mo;
+        mo.y = malloc(t->count * sizeof(float) + 1);
+        mo.bound = malloc(t->count * sizeof(double) + 1);
+        hier_model_run(&mi, t->width, &mo);
+        for (i = 0; i < t->count; ++i) {
+            off += 0 != memcmp(&mo.y[i], &t->out[0][i], sizeof(float));
+        }
+        free(mo.y);
+        free(mo.bound);
+        mock_arrays_free(f, t->nnodes * t->width);
+    }
+    CHECK(0 == off, "folded %d nodes (first %d ranks) count=%zu bits=%d: %zu values off",
+          t->nnodes, t->sizes[0], t->count, t->bits, off);
+}
+
+static void test_folded(const int *sizes, int nnodes, size_t count, int bits, int integers)
+{
+    static const int modes[] = {MOCK_EAGER, MOCK_LIFETIME_EARLY, MOCK_LIFETIME_LATE};
+    hier_case_t *h = hier_setup(1, 1, count, bits, integers); /* for its arguments */
+    fold_case_t t = {0};
+    unsigned long long s = 99 + count;
+
+    t.nnodes = nnodes;
+    t.sizes = sizes;
+    t.count = count;
+    t.bits = bits;
+    t.args = h->args;
+    t.width = sizes[0];
+    for (int j = 0; j < nnodes; ++j) {
+        t.first[j] = t.n;
+        t.n += sizes[j];
+        t.width = sizes[j] < t.width ? sizes[j] : t.width;
+    }
+    t.in = calloc((size_t) t.n, sizeof(float *));
+    t.out = calloc((size_t) t.n, sizeof(float *));
+    t.rc = calloc((size_t) t.n, sizeof(int));
+    for (int r = 0; r < t.n; ++r) {
+        t.in[r] = malloc(count * sizeof(float) + 1);
+        t.out[r] = malloc(count * sizeof(float) + 1);
+        for (size_t i = 0; i < count; ++i) {
+            s = s * 6364136223846793005ULL + 1442695040888963407ULL;
+            t.in[r][i] = integers ? (float) ((long) (s >> 40) % 64 - 32)
+                                  : (float) ((double) (s >> 11) / 9007199254740992.0 - 0.5);
+        }
+    }
+    for (int m = 0; m < 3; ++m) {
+        t.mode = modes[m];
+        t.in_place = m % 2;
+        fold_run(&t);
+        fold_check_values(&t, integers);
+    }
+    mock_arrays_free(t.in, t.n);
+    mock_arrays_free(t.out, t.n);
+    free(t.rc);
+    hier_free(h);
+}
+
+static void test_folded_layouts(void)
+{
+    static const int l2221[] = {2, 2, 2, 1}, l31[] = {3, 1}, l13[] = {1, 3}, l423[] = {4, 2, 3};
+    static const int l23[] = {2, 3};
+
+    test_folded(l2221, 4, 10007, 32, 0);
+    test_folded(l2221, 4, 10007, 8, 1);
+    test_folded(l31, 2, 4099, 32, 1);
+    test_folded(l31, 2, 4099, 2, 1);
+    test_folded(l13, 2, 7, 8, 1);
+    test_folded(l423, 3, 30011, 32, 0);
+    test_folded(l423, 3, 30011, 4, 1);
+    test_folded(l23, 2, 5003, 16, 1);
+    test_folded(l23, 2, ((size_t) 1 << 20) + 7, 8, 1); /* two pipeline blocks */
+}
+
 int main(void)
 {
     static const int grids[][2] = {{2, 2}, {4, 2}, {3, 3}, {2, 4}, {4, 1}, {1, 4}, {5, 3}};
@@ -487,6 +694,7 @@ int main(void)
     test_scratch_covers_slices();
     test_node_order();
     test_lifetime_and_faults();
+    test_folded_layouts();
     for (g = 0; g < sizeof(grids) / sizeof(grids[0]); ++g) {
         int M = grids[g][0], L = grids[g][1];
         test_lossless(M, L, 1, 0);

@@ -318,7 +318,8 @@ mca_coll_base_module_t *mca_coll_qtopo_comm_query(struct ompi_communicator_t *co
 int mca_coll_qtopo_topo_label(struct ompi_communicator_t *comm, int node_size);
 int mca_coll_qtopo_topo_build(mca_coll_qtopo_module_t *m, struct ompi_communicator_t *comm,
                               const int *labels);
-/* the split-rail algorithm applies: several nodes, the same number of ranks (> 1) on each */
+/* the split-rail algorithm applies: several nodes, and more than one rank on some node
+ * (the same number on each, or the folded form, coll_qtopo_hier.c) */
 bool mca_coll_qtopo_topo_hier_ok(const mca_coll_qtopo_module_t *m);
 
 /* coll_qtopo_xport_pml.c: a transport over the PML; ranks maps group index to

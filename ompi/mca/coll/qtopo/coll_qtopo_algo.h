@@ -103,6 +103,21 @@ size_t qtopo_hier_scratch_bytes(size_t count, int local_size, int nnodes,
                                 const qtopo_hier_args_t *a);
 size_t qtopo_hier_rail_budget(size_t count, int local_size, size_t scratch_max);
 
+/*
+ * Split-rail on nodes with unequal rank counts (the folded form, coll_qtopo_hier.c):
+ * fold_x spans the L ranks of this node in local-rank order; local ranks below `width`
+ * (the fewest ranks on any node) run qtopo_hier_allreduce on node_x (those `width`
+ * ranks) and rail_x (this local rank on every node); the others pass node_x and rail_x
+ * as NULL. Scratch: qtopo_hier_folded_scratch_bytes() (extras need none); residuals as
+ * qtopo_hier_residual_len(count, width, local_rank) on core ranks, none on the others.
+ */
+int qtopo_hier_folded_allreduce(qtopo_xport_t *fold_x, int width, qtopo_xport_t *node_x,
+                                qtopo_xport_t *rail_x, const float *sbuf, float *rbuf,
+                                size_t count, const qtopo_hier_args_t *a, void *scratch,
+                                qtopo_sra_stats_t *stats_p);
+size_t qtopo_hier_folded_scratch_bytes(size_t count, int width, int nnodes,
+                                       const qtopo_hier_args_t *a);
+
 /* The blocks the phases are pipelined over: block b is part b of `count` split into
  * qtopo_hier_nblocks(count) parts, and local rank k owns part k of each block (chunks and
  * segments of coll_qtopo_partition.h with n = blocks, nseg = L). */

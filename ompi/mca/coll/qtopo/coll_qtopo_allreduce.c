@@ -207,7 +207,9 @@ static int relative_to_absolute(const mca_coll_qtopo_module_t *m,
  * quantized call and for exact ones from coll_qtopo_hier_min_bytes on. Split-rail
  * quantizes only node sums, so it sends 1/L of the flat algorithm's codes per rank; for
  * exact calls it saves nothing on the wire and adds two node phases, which pays only on
- * large buffers (see coll_qtopo_component.c for the measurement).
+ * large buffers (see coll_qtopo_component.c for the measurement). On nodes with unequal
+ * rank counts (the folded form) auto takes it for quantized calls only: exact ones were
+ * not measured against the flat ring there.
  */
 static bool use_hier(const mca_coll_qtopo_module_t *m, const mca_coll_qtopo_settings_t *s,
                      const qtopo_call_t *call, size_t bytes)
@@ -215,7 +217,17 @@ static bool use_hier(const mca_coll_qtopo_module_t *m, const mca_coll_qtopo_sett
     if (QTOPO_ALG_FLAT == s->algorithm || !mca_coll_qtopo_topo_hier_ok(m)) {
         return false;
     }
-    return QTOPO_ALG_HIER == s->algorithm || 32 != call->bits || bytes >= s->hier_min_bytes;
+    if (QTOPO_ALG_HIER == s->algorithm || 32 != call->bits) {
+        return true;
+    }
+    return qtopo_nodes_uniform(&m->nodes) && bytes >= s->hier_min_bytes;
+}
+
+/* Split-rail's width: the ranks per node that take part in it (the fewest on any node;
+ * the others fold into them). */
+static int hier_width(const mca_coll_qtopo_module_t *m)
+{
+    return m->nodes.min_local;
 }
 
 /* The layout of the exact-call table (coll_qtopo_policy.h), from the agreed node map. */
@@ -224,7 +236,8 @@ static int exact_layout(const mca_coll_qtopo_module_t *m)
     if (1 == m->nodes.nnodes) {
         return QTOPO_LAYOUT_ONE_NODE;
     }
-    return mca_coll_qtopo_topo_hier_ok(m) ? QTOPO_LAYOUT_SPLIT : QTOPO_LAYOUT_FLAT;
+    return mca_coll_qtopo_topo_hier_ok(m) && qtopo_nodes_uniform(&m->nodes) ? QTOPO_LAYOUT_SPLIT
+                                                                           : QTOPO_LAYOUT_FLAT;
 }
 
 /*
@@ -315,7 +328,9 @@ static size_t scratch_bytes(const mca_coll_qtopo_module_t *m, const mca_coll_qto
     if (call->hier) {
         a.seg_bytes = call->segment;
         a.quantize = 32 != call->bits;
-        bytes = qtopo_hier_scratch_bytes(count, m->nodes.local_size, m->nodes.rail_size, &a);
+        bytes = qtopo_nodes_uniform(&m->nodes)
+                    ? qtopo_hier_scratch_bytes(count, hier_width(m), m->nodes.nnodes, &a)
+                    : qtopo_hier_folded_scratch_bytes(count, hier_width(m), m->nodes.nnodes, &a);
     } else {
         bytes = 32 == call->bits ? qtopo_ring_scratch_bytes(count, m->comm_size, call->segment,
                                                             s->scratch_max)
@@ -464,13 +479,15 @@ static float *ef_residual(mca_coll_qtopo_module_t *m, struct ompi_communicator_t
                           const mca_coll_qtopo_settings_t *s, const float *src, size_t count,
                           bool hier)
 {
-    size_t len = hier ? qtopo_hier_residual_len(count, m->nodes.local_size, m->nodes.local_rank)
-                      : count;
+    int width = hier_width(m), l = m->nodes.local_rank;
+    size_t len = hier ? qtopo_hier_residual_len(count, width, l) : count;
     /* the residual's elements: all of them (flat) or this rank's pieces (split-rail) */
-    uint64_t layout = hier ? ((uint64_t) m->nodes.local_size << 32 | (uint64_t) m->nodes.local_rank)
-                           : 0;
+    uint64_t layout = hier ? ((uint64_t) width << 32 | (uint64_t) l) : 0;
     float *r;
 
+    if (hier && l >= width) {
+        return NULL; /* folded into a core rank: it quantizes nothing */
+    }
     if (NULL == m->ef) {
         m->ef = qtopo_ef_store_create(s->ef_max_bytes);
     }
@@ -585,6 +602,35 @@ static int run_flat(const mca_coll_qtopo_module_t *m, bool fail_waits,
     return xport_rc(rc);
 }
 
+/* Split-rail on nodes with unequal rank counts: the core (the first hier_width() local
+ * ranks of every node) runs it, the other ranks fold into the core over fold_x. */
+static int run_folded(const mca_coll_qtopo_module_t *m, bool fail_waits,
+                      struct ompi_communicator_t *comm, const float *src, float *rbuf,
+                      size_t count, const qtopo_call_t *call, const qtopo_hier_args_t *a,
+                      qtopo_sra_stats_t *stats)
+{
+    const qtopo_nodes_t *t = &m->nodes;
+    mca_coll_qtopo_pml_ctx_t fold_ctx, node_ctx;
+    xport_ctx_t rail_ctx;
+    qtopo_xport_t fold_x, node_x, rail_x;
+    int width = hier_width(m);
+    bool core = t->local_rank < width;
+
+    mca_coll_qtopo_xport_pml_init(&fold_x, &fold_ctx, comm, t->node_ranks, t->local_rank,
+                                  t->local_size, QTOPO_TAG_DATA(m->epoch));
+    fold_ctx.fail_waits = fail_waits;
+    if (core) {
+        mca_coll_qtopo_xport_pml_init(&node_x, &node_ctx, comm, t->node_ranks, t->local_rank,
+                                      width, QTOPO_TAG_DATA(m->epoch));
+        node_ctx.fail_waits = fail_waits;
+        network_xport(m, fail_waits, &rail_x, &rail_ctx, comm, t->rail_ranks, t->rail_index,
+                      t->rail_size);
+    }
+    return xport_rc(qtopo_hier_folded_allreduce(&fold_x, width, core ? &node_x : NULL,
+                                                core ? &rail_x : NULL, src, rbuf, count, a,
+                                                call->scratch, stats));
+}
+
 /* Hierarchical: fp32 inside the node, the flat algorithm on the rail group. */
 static int run_hier(const mca_coll_qtopo_module_t *m, bool fail_waits,
                     struct ompi_communicator_t *comm, const float *src, float *rbuf,
@@ -600,6 +646,9 @@ static int run_hier(const mca_coll_qtopo_module_t *m, bool fail_waits,
     a.seg_bytes = call->segment;
     a.quantize = 32 != call->bits;
     a.sra = *sra;
+    if (!qtopo_nodes_uniform(t)) {
+        return run_folded(m, fail_waits, comm, src, rbuf, count, call, &a, stats);
+    }
     mca_coll_qtopo_xport_pml_init(&node_x, &node_ctx, comm, t->node_ranks, t->local_rank,
                                   t->local_size, QTOPO_TAG_DATA(m->epoch));
     node_ctx.fail_waits = fail_waits;

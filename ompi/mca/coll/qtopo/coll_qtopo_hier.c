@@ -25,7 +25,16 @@
  *
  * Phase 2 gives bit-identical slices on the rail group and phase 3 copies bytes, so
  * every rank ends with the same bits. Needs the same L on every node
- * (coll_qtopo_nodes_uniform); callers take the flat algorithms otherwise.
+ * (coll_qtopo_nodes_uniform).
+ *
+ * Nodes with unequal rank counts (e.g. 2,2,2,1) take the folded form: with W the
+ * fewest ranks on any node, local ranks 0..W-1 of every node (the core) run the above
+ * with L = W; local rank l >= W folds into core rank l mod W: it sends its input there
+ * and receives the result as bytes. A core rank adds its extras' inputs to its own in
+ * ascending local rank, in fp32 before any quantization, so what it contributes is one
+ * fixed expression. The network carries what a W-wide split-rail carries: for quantized
+ * calls 1/W of a node's codes per core rank, where the flat algorithm would send
+ * 1/(ranks per node) from every rank (W = 1: node leaders).
  */
 
 #include <string.h>
@@ -351,4 +360,105 @@ int qtopo_hier_allreduce(qtopo_xport_t *node_x, qtopo_xport_t *rail_x, const flo
     rc = qtopo_xport_finish(node_x, p.reqs, (int) nreqs, rc);
     *stats_p = p.stats;
     return rc;
+}
+
+/* ---- nodes with unequal rank counts --------------------------------------------------- */
+
+/* The fold slot, rounded up so that split-rail's scratch after it stays aligned. */
+static size_t fold_slot_bytes(size_t count)
+{
+    return (count * sizeof(float) + 63) / 64 * 64;
+}
+
+size_t qtopo_hier_folded_scratch_bytes(size_t count, int width, int nnodes,
+                                       const qtopo_hier_args_t *a)
+{
+    return fold_slot_bytes(count) + qtopo_hier_scratch_bytes(count, width, nnodes, a);
+}
+
+/* Sends n floats to peer and waits for the send. */
+static int send_all(qtopo_xport_t *x, int peer, const float *buf, size_t n, size_t *sent)
+{
+    qtopo_req_t r = QTOPO_REQ_INIT;
+    int rc = x->isend(x, peer, buf, n * sizeof(float), &r);
+
+    *sent += n * sizeof(float);
+    return qtopo_xport_finish(x, &r, 1, rc);
+}
+
+/* Receives exactly n floats from peer into buf. */
+static int recv_all(qtopo_xport_t *x, int peer, float *buf, size_t n)
+{
+    qtopo_req_t r = QTOPO_REQ_INIT;
+    int rc = x->irecv(x, peer, buf, n * sizeof(float), &r);
+
+    rc = qtopo_xport_finish(x, &r, 1, rc);
+    return QTOPO_XPORT_OK == rc && r.bytes != n * sizeof(float) ? QTOPO_XPORT_ERR : rc;
+}
+
+/* A rank outside the core: its input to its core rank, the result back. */
+static int folded_extra(qtopo_xport_t *fold_x, int width, const float *sbuf, float *rbuf,
+                        size_t count, qtopo_sra_stats_t *st)
+{
+    int core = fold_x->rank % width, rc;
+    double t = qtopo_now();
+
+    rc = send_all(fold_x, core, sbuf, count, &st->bytes_sent);
+    st->phase_seconds[QTOPO_PHASE_NODE_RS] += qtopo_now() - t;
+    t = qtopo_now();
+    if (QTOPO_XPORT_OK == rc) {
+        rc = recv_all(fold_x, core, rbuf, count);
+    }
+    st->phase_seconds[QTOPO_PHASE_NETWORK] += qtopo_now() - t;
+    return rc;
+}
+
+/* A core rank: its extras' inputs added in, split-rail among the core, results out. */
+static int folded_core(qtopo_xport_t *fold_x, int width, qtopo_xport_t *node_x,
+                       qtopo_xport_t *rail_x, const float *sbuf, float *rbuf, size_t count,
+                       const qtopo_hier_args_t *a, void *scratch, qtopo_sra_stats_t *st)
+{
+    float *slot = scratch;
+    double t = qtopo_now();
+    size_t e;
+    int k, rc = QTOPO_XPORT_OK;
+
+    if (sbuf != rbuf) {
+        memcpy(rbuf, sbuf, count * sizeof(float));
+    }
+    for (k = fold_x->rank + width; QTOPO_XPORT_OK == rc && k < fold_x->size; k += width) {
+        rc = recv_all(fold_x, k, slot, count);
+        for (e = 0; QTOPO_XPORT_OK == rc && e < count; ++e) {
+            rbuf[e] += slot[e];
+        }
+    }
+    st->phase_seconds[QTOPO_PHASE_NODE_RS] += qtopo_now() - t;
+    if (QTOPO_XPORT_OK == rc) {
+        qtopo_sra_stats_t hs;
+        rc = qtopo_hier_allreduce(node_x, rail_x, rbuf, rbuf, count, a,
+                                  (char *) scratch + fold_slot_bytes(count), &hs);
+        st->bytes_sent += hs.bytes_sent;
+        st->code_seconds += hs.code_seconds;
+        for (k = 0; k < QTOPO_NPHASES; ++k) {
+            st->phase_seconds[k] += hs.phase_seconds[k];
+        }
+    }
+    t = qtopo_now();
+    for (k = fold_x->rank + width; QTOPO_XPORT_OK == rc && k < fold_x->size; k += width) {
+        rc = send_all(fold_x, k, rbuf, count, &st->bytes_sent);
+    }
+    st->phase_seconds[QTOPO_PHASE_NODE_AG] += qtopo_now() - t;
+    return rc;
+}
+
+int qtopo_hier_folded_allreduce(qtopo_xport_t *fold_x, int width, qtopo_xport_t *node_x,
+                                qtopo_xport_t *rail_x, const float *sbuf, float *rbuf,
+                                size_t count, const qtopo_hier_args_t *a, void *scratch,
+                                qtopo_sra_stats_t *stats_p)
+{
+    memset(stats_p, 0, sizeof(*stats_p));
+    if (fold_x->rank >= width) {
+        return folded_extra(fold_x, width, sbuf, rbuf, count, stats_p);
+    }
+    return folded_core(fold_x, width, node_x, rail_x, sbuf, rbuf, count, a, scratch, stats_p);
 }

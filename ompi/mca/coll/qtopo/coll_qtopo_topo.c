@@ -88,6 +88,5 @@ int mca_coll_qtopo_topo_build(mca_coll_qtopo_module_t *m, struct ompi_communicat
 
 bool mca_coll_qtopo_topo_hier_ok(const mca_coll_qtopo_module_t *m)
 {
-    return m->topo_ready && 1 < m->nodes.nnodes && 1 < m->nodes.local_size
-           && qtopo_nodes_uniform(&m->nodes);
+    return m->topo_ready && 1 < m->nodes.nnodes && 1 < m->nodes.max_local;
 }
