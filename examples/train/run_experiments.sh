@@ -3,7 +3,7 @@
 # emulated cluster (test/cluster): 4 nodes x 2 ranks, 2 rails shaped to QTOPO_RATE Mbit/s
 # each (default 500), one training run per setting, the same seed everywhere.
 #
-#   examples/train/run_experiments.sh [--quick] [--groups G1,G2,...] [--out DIR]
+#   examples/train/run_experiments.sh [--quick] [--groups G1,G2,...] [--out DIR] [--resume]
 #   examples/train/run_experiments.sh --plot-only [--quick] [--out DIR]
 #
 # Groups (default: all):
@@ -18,7 +18,8 @@
 #
 # Logs go to DIR/logs/<setting>.log (default DIR: docs/results/full or docs/results/quick);
 # then plot_results.py writes DIR/summary.md, DIR/results.csv and the PNG plots.  A later
-# call with --groups adds or replaces settings in the same directory.  Needs root (network
+# call with --groups adds or replaces settings in the same directory; --resume skips the
+# settings whose log there is complete (after an interrupted run).  Needs root (network
 # namespaces), the build (make) and Fashion-MNIST (apt-get install dataset-fashion-mnist);
 # plots need python3-matplotlib (Debian's, run with /usr/bin/python3 or $PYTHON).  Holds
 # /tmp/qtopo-testbed.lock (flock) from bringing the cluster up to taking it down.
@@ -38,12 +39,14 @@ mode=full
 groups=ompi,ratio,bits,ef,rounding
 out=""
 plot_only=0
+resume=0
 while (($#)); do
     case $1 in
         --quick) mode=quick; shift ;;
         --groups) groups=${2:?}; shift 2 ;;
         --out) out=${2:?}; shift 2 ;;
         --plot-only) plot_only=1; shift ;;
+        --resume) resume=1; shift ;;
         *) sed -n '2,/^set -euo/p' "$0" | sed '$d; s/^# \{0,1\}//' >&2; exit 2 ;;
     esac
 done
@@ -76,6 +79,10 @@ done
 for b in 8 4 2; do
     add "stoch-$b" "--mca coll_qtopo_bits $b --mca coll_qtopo_rounding stochastic"
 done
+# Settings that run exactly the same calls as another one: ratio 0 quantizes nothing
+# (= 32 bits), ratio 1 everything (= 8 bits). The second one to come gets a copy of the
+# first one's log (marked as such) instead of a run of its own.
+declare -A SAME=([bits-32]=ratio-0 [ratio-0]=bits-32 [bits-8]=ratio-1 [ratio-1]=bits-8)
 
 group_of() {
     case $1 in
@@ -101,7 +108,16 @@ run_all() {
     for name in "${ORDER[@]}"; do
         [[ ,$groups, == *,$(group_of "$name"),* ]] || continue
         start=$(date +%s)
+        if ((resume)) && grep -q '^final' "$out/logs/$name.log" 2>/dev/null; then
+            continue
+        fi
         echo "run_experiments: $name" >&2
+        if [[ -n ${SAME[$name]:-} ]] && grep -q '^final' "$out/logs/${SAME[$name]}.log" 2>/dev/null; then
+            { echo "# same configuration as ${SAME[$name]}: its log, copied"
+              cat "$out/logs/${SAME[$name]}.log"; } >"$out/logs/$name.log"
+            echo "run_experiments: $name: copied from ${SAME[$name]}" >&2
+            continue
+        fi
         # shellcheck disable=SC2086
         if ! "$RUN" --timeout "$timeout_s" ${ARGS[$name]} -- "$TRAINER" "${train_args[@]}" \
             >"$out/logs/$name.log" 2>&1; then
