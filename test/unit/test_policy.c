@@ -149,30 +149,33 @@ static void test_schedule(void)
     CHECK(0 == qtopo_schedule_quantize(5, -1.0, 0), "negative ratio");
 }
 
-/* The exact-call table's lookup: a rank count takes the row of the largest measured
- * count at or below it (8 measured counts per layout at most: 2, 4, 8 here), a count
- * below every measured one the smallest row; a layout it does not know is never run. */
+/* The exact-call table's lookup: a rank count takes the row of the smallest measured
+ * count at or above it (2, 4, 8 here), beyond the largest the largest; the measured rows
+ * themselves, and a layout it does not know is never run. */
 static void test_exact_table(void)
 {
+    const size_t K = 1024, M = K * K;
     int layout, n;
 
     for (layout = 0; layout < QTOPO_NLAYOUTS; ++layout) {
-        size_t at2 = qtopo_exact_min_bytes(layout, 2), at4 = qtopo_exact_min_bytes(layout, 4);
-        size_t at8 = qtopo_exact_min_bytes(layout, 8);
-        CHECK(at2 == qtopo_exact_min_bytes(layout, 1), "layout %d: 1 rank takes the first row",
+        size_t at4 = qtopo_exact_min_bytes(layout, 4), at8 = qtopo_exact_min_bytes(layout, 8);
+        CHECK(at4 == qtopo_exact_min_bytes(layout, 3), "layout %d: 3 ranks take the 4 row",
               layout);
-        CHECK(at2 == qtopo_exact_min_bytes(layout, 3) || at4 == qtopo_exact_min_bytes(layout, 3),
-              "layout %d: 3 ranks", layout);
         for (n = 5; n < 8; ++n) {
-            CHECK(at4 == qtopo_exact_min_bytes(layout, n), "layout %d: %d ranks take the 4 row",
+            CHECK(at8 == qtopo_exact_min_bytes(layout, n), "layout %d: %d ranks take the 8 row",
                   layout, n);
         }
         for (n = 9; n <= 4096; n *= 2) {
             CHECK(at8 == qtopo_exact_min_bytes(layout, n), "layout %d: %d ranks take the 8 row",
                   layout, n);
         }
-        CHECK(0 < at2 && 0 < at4 && 0 < at8, "layout %d: a zero threshold", layout);
     }
+    CHECK(256 * K == qtopo_exact_min_bytes(QTOPO_LAYOUT_ONE_NODE, 2), "one node, 2 ranks");
+    CHECK(16 * M == qtopo_exact_min_bytes(QTOPO_LAYOUT_ONE_NODE, 4), "one node, 4 ranks");
+    CHECK(64 * M == qtopo_exact_min_bytes(QTOPO_LAYOUT_ONE_NODE, 8), "one node, 8 ranks");
+    CHECK(16 * M == qtopo_exact_min_bytes(QTOPO_LAYOUT_SPLIT, 2), "split-rail: no 2-rank row");
+    CHECK(4 * M == qtopo_exact_min_bytes(QTOPO_LAYOUT_SPLIT, 8), "split-rail, 8 ranks");
+    CHECK(4 * M == qtopo_exact_min_bytes(QTOPO_LAYOUT_FLAT, 1), "flat, 1 rank");
     CHECK(SIZE_MAX == qtopo_exact_min_bytes(QTOPO_NLAYOUTS, 4), "unknown layout runs");
     CHECK(SIZE_MAX == qtopo_exact_min_bytes(-1, 4), "negative layout runs");
 }

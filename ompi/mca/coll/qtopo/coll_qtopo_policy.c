@@ -263,13 +263,31 @@ int qtopo_schedule_quantize(uint64_t call, double ratio, uint64_t warmup)
  * always and the default algorithm choice (flat ring; split-rail from
  * coll_qtopo_hier_min_bytes), qtopo and tuned alternating in the same run, best of 5
  * rounds per size. A row's size is the first measured size from which qtopo won by 5% or
- * more at every larger size; SIZE_MAX where it never did.
+ * more and was never slower at a larger size.
  *
- * MEASUREMENTS-PENDING
+ * tuned time / qtopo time, 2026-12-02, load average 11-13 on the 2-core machine (other
+ * jobs running):
  *
- * A rank count that was not measured takes the row of the largest measured count below
- * it (the smallest measured row below that): more than 8 ranks, the 8-rank rows, which
- * were not measured beyond 8 on this 2-core machine.
+ *   layout                        256K  1M    4M    16M   64M   -> runs from
+ *   one node, 2 ranks             1.27  1.24  1.28  1.14  2.00     256 KiB
+ *   one node, 4 ranks             0.53  0.34  0.99  1.11  1.63     16 MiB
+ *   one node, 8 ranks             0.53  0.88  0.49  0.96  1.45     64 MiB
+ *   test bed, 2 nodes x 1 (flat)  0.92  0.97  1.38  1.19  1.03     4 MiB
+ *   test bed, 4 nodes x 1 (flat)  0.85  1.03  1.43  1.54  1.70     4 MiB
+ *   test bed, 2 nodes x 2 (split) 0.50  0.66  0.89  1.27  1.17     16 MiB
+ *   test bed, 4 nodes x 2 (split) 0.69  0.79  1.14  1.57  1.26     4 MiB
+ *
+ * (test bed: 2 rails of 500 Mbit/s, qtopo on its UCX rails, tuned on ob1/TCP over both.)
+ * Inside one node tuned wins at 4 and 8 ranks up to 4-16 MiB: both go through the
+ * shared-memory BTL, but qtopo's ring pays its pipeline (segments of 256 KiB, each a
+ * message, a wait and a separate reduction pass over a staging copy) on every one of
+ * its 2(n-1) steps, where tuned's recursive-doubling and Rabenseifner algorithms take
+ * log2(n) steps on whole halves; with the ranks oversubscribed on 2 cores each step also
+ * waits for a descheduled peer. qtopo steps aside there.
+ *
+ * A rank count that was not measured takes the row of the next larger measured count
+ * (the larger threshold), beyond the largest the largest: more than 8 ranks were not
+ * measured on this 2-core machine.
  */
 typedef struct exact_row {
     int layout;       /* QTOPO_LAYOUT_* */
@@ -277,17 +295,17 @@ typedef struct exact_row {
     size_t min_bytes; /* SIZE_MAX: tuned won at every size */
 } exact_row_t;
 
-#define QTOPO_NEVER SIZE_MAX
+#define QTOPO_KIB ((size_t) 1 << 10)
 #define QTOPO_MIB ((size_t) 1 << 20)
 
 static const exact_row_t exact_table[] = {
-    { QTOPO_LAYOUT_ONE_NODE, 2, QTOPO_NEVER },
-    { QTOPO_LAYOUT_ONE_NODE, 4, QTOPO_NEVER },
-    { QTOPO_LAYOUT_ONE_NODE, 8, QTOPO_NEVER },
-    { QTOPO_LAYOUT_SPLIT, 4, QTOPO_NEVER },
-    { QTOPO_LAYOUT_SPLIT, 8, QTOPO_NEVER },
-    { QTOPO_LAYOUT_FLAT, 2, QTOPO_NEVER },
-    { QTOPO_LAYOUT_FLAT, 4, QTOPO_NEVER },
+    { QTOPO_LAYOUT_ONE_NODE, 2, 256 * QTOPO_KIB },
+    { QTOPO_LAYOUT_ONE_NODE, 4, 16 * QTOPO_MIB },
+    { QTOPO_LAYOUT_ONE_NODE, 8, 64 * QTOPO_MIB },
+    { QTOPO_LAYOUT_SPLIT, 4, 16 * QTOPO_MIB },
+    { QTOPO_LAYOUT_SPLIT, 8, 4 * QTOPO_MIB },
+    { QTOPO_LAYOUT_FLAT, 2, 4 * QTOPO_MIB },
+    { QTOPO_LAYOUT_FLAT, 4, 4 * QTOPO_MIB },
 };
 
 size_t qtopo_exact_min_bytes(int layout, int nranks)
@@ -295,13 +313,17 @@ size_t qtopo_exact_min_bytes(int layout, int nranks)
     const exact_row_t *pick = NULL, *r;
     size_t i;
 
-    /* rows of a layout are in ascending rank counts: the last one <= nranks, else the
-     * layout's first */
+    /* rows of a layout are in ascending rank counts: the first one >= nranks, else the
+     * layout's last */
     for (i = 0; i < sizeof(exact_table) / sizeof(exact_table[0]); ++i) {
         r = &exact_table[i];
-        if (layout == r->layout && (NULL == pick || r->nranks <= nranks)) {
-            pick = r;
+        if (layout != r->layout) {
+            continue;
+        }
+        pick = r;
+        if (r->nranks >= nranks) {
+            break;
         }
     }
-    return NULL != pick ? pick->min_bytes : QTOPO_NEVER;
+    return NULL != pick ? pick->min_bytes : SIZE_MAX;
 }

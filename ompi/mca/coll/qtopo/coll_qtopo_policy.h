@@ -79,7 +79,8 @@ enum {
 };
 
 /* The smallest exact call, in bytes, that qtopo runs itself on `layout` with `nranks`
- * ranks (SIZE_MAX: none). */
+ * ranks (SIZE_MAX: none); counts between the measured ones take the larger count's
+ * threshold. */
 size_t qtopo_exact_min_bytes(int layout, int nranks);
 
 #endif /* COLL_QTOPO_POLICY_H */
