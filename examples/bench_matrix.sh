@@ -28,7 +28,9 @@
 #   QTOPO_BITS      widths (default "32 16 8 4 2")
 #   QTOPO_SIZES     sizes for --sizes (default 256K,1M,4M,16M,64M)
 #   QTOPO_ROUNDS    rounds per size (default 3; the best round is kept)
-#   QTOPO_VARIANTS  Open MPI variants (default "tuned ring han")
+#   QTOPO_VARIANTS  Open MPI variants (default "tuned ring han"; "tuned ring" with the
+#                   default one-host launcher: there han disqualifies itself, as all ranks
+#                   share a node, and Open MPI runs tuned's default choice instead)
 #   QTOPO_ROUNDING  nearest|stochastic (default: the component's setting)
 #   QTOPO_PRIORITY  coll_qtopo_priority (default 100: above han's 90, see bench_variants.sh)
 #   QTOPO_RATE      with --cluster: Mbit/s per rail (default 500)
@@ -51,7 +53,6 @@ NP=${QTOPO_NP:-8}
 BITS=${QTOPO_BITS:-32 16 8 4 2}
 SIZES=${QTOPO_SIZES:-256K,1M,4M,16M,64M}
 ROUNDS=${QTOPO_ROUNDS:-3}
-VARIANTS=${QTOPO_VARIANTS:-${QT_VARIANT_ORDER[*]}}
 RATE=${QTOPO_RATE:-500}
 BENCH=${QTOPO_BENCH:-$HERE/qtopo_bench}
 BUILD=${QTOPO_BUILDDIR:-$TOP}
@@ -96,7 +97,7 @@ run_one() {
     mapfile -t cmd < <(launch_words "$bits" "${extra[@]}" "$@")
     out=$(mktemp)
     echo "bench_matrix: $variant, bits=$bits: ${cmd[*]}" >&2
-    echo "# run: $variant bits=$bits: ${cmd[*]//$TOP\//}" >>"$RUNS"
+    echo "# run: $variant bits=$bits: ${cmd[*]//$TOP\//./}" >>"$RUNS"
     if ! "${cmd[@]}" >"$out" 2>&1; then
         echo "bench_matrix: run of $variant at bits=$bits failed:" >&2
         cat "$out" >&2
@@ -117,9 +118,6 @@ run_one() {
 run_matrix() {
     local variant bits
     for variant in $VARIANTS; do
-        [[ -n ${QT_VARIANT[$variant]+set} ]] || { echo "bench_matrix: no variant $variant" >&2; exit 2; }
-    done
-    for variant in $VARIANTS; do
         for bits in $BITS; do
             if ! run_one "$variant" "$bits" "$@"; then
                 echo "# failed: $variant at bits=$bits; its remaining widths skipped" >>"$RUNS"
@@ -139,9 +137,12 @@ run_on_cluster() {
         echo "bench_matrix: waiting for $LOCK (the test bed is in use)" >&2
         flock 9
     fi
-    "$CLUSTER_SH" down >/dev/null
     CLUSTER_UP=1
-    "$CLUSTER_SH" up 4 2 "${RATE}mbit" >&2
+    "$CLUSTER_SH" down >/dev/null
+    if ! "$CLUSTER_SH" up 4 2 "${RATE}mbit" >&2; then
+        echo "bench_matrix: the test bed did not come up (needs root)" >&2
+        return 1
+    fi
     run_matrix "$@" || status=$?
     "$CLUSTER_SH" down >/dev/null
     CLUSTER_UP=0
@@ -176,18 +177,24 @@ print_table() {
 }
 
 # The '#' lines at the top of matrix.csv: how to reproduce the run.
+# The command line that repeats this run: the QTOPO_* settings given, the script, "$@".
+command_line() {
+    local v words=""
+    for v in NP BITS SIZES ROUNDS VARIANTS ROUNDING PRIORITY RATE MPIRUN; do
+        v=QTOPO_$v
+        [[ -z ${!v:-} ]] || words+="$v=$(printf '%q' "${!v}") "
+    done
+    echo "${words}examples/bench_matrix.sh$(printf ' %q' "$@")"
+}
+
 describe_run() {
-    local layout rate=- env_words="" v
+    local layout rate=-
     if ((CLUSTER)); then
-        layout="emulated cluster (test/cluster): 4 nodes x 2 ranks, 2 rails"
+        layout="emulated cluster (test/cluster): 4 nodes x 2 slots, 2 rails"
         rate="$RATE Mbit/s per rail"
     else
         layout="one host ($(hostname)), $NP ranks on $(nproc) cores"
     fi
-    for v in NP BITS SIZES ROUNDS VARIANTS ROUNDING PRIORITY RATE MPIRUN; do
-        v=QTOPO_$v
-        [[ -z ${!v:-} ]] || env_words+="$v=$(printf '%q' "${!v}") "
-    done
     echo "# bench_matrix: $(date -u '+%Y-%m-%d %H:%M:%S UTC')"
     echo "# ranks: $NP; layout: $layout; rate: $rate"
     echo "# widths: $BITS; sizes: $SIZES; rounds: $ROUNDS (best kept); rounding:" \
@@ -195,8 +202,11 @@ describe_run() {
     echo "# host: $(uname -srm), $(nproc) cores; Open MPI $(ompi_info --version 2>/dev/null |
         sed -n 's/^Open MPI v//p'); qtopo $(git -C "$TOP" describe --always --dirty 2>/dev/null ||
         echo unknown)"
-    echo "# command: ${env_words}examples/bench_matrix.sh$(printf ' %q' "${ARGS[@]}")"
+    echo "# command: $COMMAND"
     echo "# speedup = the variant's time / qtopo's time, measured in the same run"
+    if ((HAN_LEFT_OUT)); then
+        echo "# han left out: on one host it disqualifies itself (all ranks share a node)"
+    fi
 }
 
 plot() {
@@ -209,28 +219,36 @@ usage() {
     exit 2
 }
 
-main() {
-    local status=0
-    local -a launcher_args=()
-    OUT="" CLUSTER=0
-    local plot_only=0
-    ARGS=("$@")
+# Options of this script to OUT, CLUSTER, PLOT_ONLY; the rest to LAUNCHER_ARGS.
+parse_args() {
+    OUT="" CLUSTER=0 PLOT_ONLY=0
+    LAUNCHER_ARGS=()
     while (($#)); do
         case $1 in
             --out) OUT=${2:?--out needs a directory}; shift 2 ;;
             --cluster) CLUSTER=1; shift ;;
-            --plot-only) plot_only=1; shift ;;
+            --plot-only) PLOT_ONLY=1; shift ;;
             -h | --help) usage ;;
-            *) launcher_args+=("$1"); shift ;;
+            *) LAUNCHER_ARGS+=("$1"); shift ;;
         esac
     done
-    if ((plot_only)); then
-        [[ -n $OUT && -r $OUT/matrix.csv ]] || { echo "bench_matrix: no --out DIR/matrix.csv" >&2; exit 2; }
-        plot
-        exit 0
-    fi
+}
+
+# The launcher, the variants and the directories of this run.
+setup_run() {
+    local variant
     [[ -x $BENCH ]] || { echo "bench_matrix: $BENCH not built (make)" >&2; exit 1; }
     ((!CLUSTER)) || QTOPO_MPIRUN=${QTOPO_MPIRUN:-$TOP/test/cluster/run.sh --timeout 900 --}
+    VARIANTS=${QTOPO_VARIANTS:-${QT_VARIANT_ORDER[*]}}
+    HAN_LEFT_OUT=0
+    if [[ -z ${QTOPO_MPIRUN:-} && -z ${QTOPO_VARIANTS:-} ]]; then
+        VARIANTS="tuned ring"
+        HAN_LEFT_OUT=1
+    fi
+    for variant in $VARIANTS; do
+        [[ -n ${QT_VARIANT[$variant]+set} ]] ||
+            { echo "bench_matrix: no variant $variant" >&2; exit 2; }
+    done
     RAW=${QTOPO_KEEP:-${OUT:+$OUT/raw}}
     [[ -z $OUT ]] || mkdir -p "$OUT"
     [[ -z $RAW ]] || mkdir -p "$RAW"
@@ -240,12 +258,10 @@ main() {
     ROWS=$TMP/rows HEADER=$TMP/header RUNS=$TMP/runs
     : >"$ROWS"
     : >"$HEADER"
-    describe_run >"$RUNS"
-    if ((CLUSTER)); then
-        run_on_cluster "${launcher_args[@]}" || status=$?
-    else
-        run_matrix "${launcher_args[@]}" || status=$?
-    fi
+}
+
+# The table on stdout; with --out the CSV, the plot and the README.
+write_results() {
     cat "$RUNS" "$HEADER" "$ROWS" >"$TMP/matrix.csv"
     print_table "$TMP/matrix.csv"
     grep '^# failed' "$RUNS" >&2 || true
@@ -254,6 +270,26 @@ main() {
         echo "bench_matrix: wrote $OUT/matrix.csv" >&2
         [[ ! -s $ROWS ]] || plot
     fi
+}
+
+main() {
+    local status=0
+    COMMAND=$(command_line "$@")
+    parse_args "$@"
+    if ((PLOT_ONLY)); then
+        [[ -r $OUT/matrix.csv ]] ||
+            { echo "bench_matrix: no --out DIR with a matrix.csv" >&2; exit 2; }
+        plot
+        exit 0
+    fi
+    setup_run
+    describe_run >"$RUNS"
+    if ((CLUSTER)); then
+        run_on_cluster "${LAUNCHER_ARGS[@]}" || status=$?
+    else
+        run_matrix "${LAUNCHER_ARGS[@]}" || status=$?
+    fi
+    write_results
     [[ -s $ROWS ]] || { echo "bench_matrix: no run succeeded" >&2; status=1; }
     exit "$status"
 }
