@@ -63,9 +63,13 @@ def plot(out, rows):
     sizes = sorted({r["bytes"] for r in rows})
     speedups = [r["speedup"] for r in rows if r["speedup"] > 0]
     lo, hi = min(speedups + [1.0]), max(speedups + [1.0])
-    fig, axes = plt.subplots(1, len(widths), figsize=(3.3 * len(widths), 4.0), sharey=True,
-                             squeeze=False)
-    for ax, bits in zip(axes[0], widths):
+    ncols = min(3, len(widths))
+    nrows = (len(widths) + ncols - 1) // ncols
+    fig, axes = plt.subplots(nrows, ncols, figsize=(3.6 * ncols, 0.4 + 3.3 * nrows),
+                             sharey=True, squeeze=False)
+    for ax in axes.flat[len(widths):]:
+        ax.set_visible(False)
+    for ax, bits in zip(axes.flat, widths):
         for variant in variants:
             pts = sorted((r["bytes"], r["speedup"]) for r in rows
                          if r["bits"] == bits and r["variant"] == variant)
@@ -82,16 +86,21 @@ def plot(out, rows):
         ax.set_title("%d bits%s" % (bits, " (lossless)" if bits == 32 else ""), fontsize=10)
         ax.set_xlabel("buffer size (fp32 bytes)")
         ax.grid(alpha=0.3, which="both")
-    axes[0][0].set_ylabel("speedup (Open MPI time / qtopo time)")
+    for row in axes:
+        row[0].set_ylabel("speedup (Open MPI time / qtopo time)")
     steps = (0.25, 0.5, 0.75, 1, 1.5, 2, 3, 4, 6, 8, 12, 16, 24, 32)
     if hi / lo > 8:
         steps = (0.125, 0.25, 0.5, 1, 2, 4, 8, 16, 32, 64)
     ticks = [t for t in steps if lo / 1.3 <= t <= hi * 1.3]
     axes[0][0].set_yticks(ticks)
     axes[0][0].set_yticklabels(["%g×" % t for t in ticks])
-    handles, names = axes[0][0].get_legend_handles_labels()
-    fig.legend(handles, names, loc="lower center", ncol=len(names), fontsize=9)
-    fig.tight_layout(rect=(0, 0.07, 1, 1))
+    legend = {}
+    for ax in axes.flat:
+        for handle, name in zip(*ax.get_legend_handles_labels()):
+            legend.setdefault(name, handle)
+    fig.legend(list(legend.values()), list(legend), loc="lower center", ncol=len(legend),
+               fontsize=9)
+    fig.tight_layout(rect=(0, 0.35 / (0.4 + 3.3 * nrows), 1, 1))
     fig.savefig(os.path.join(out, "speedup.png"), dpi=110)
     plt.close(fig)
 
