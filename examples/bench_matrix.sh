@@ -176,7 +176,6 @@ print_table() {
         }' "$@"
 }
 
-# The '#' lines at the top of matrix.csv: how to reproduce the run.
 # The command line that repeats this run: the QTOPO_* settings given, the script, "$@".
 command_line() {
     local v words=""
@@ -187,6 +186,7 @@ command_line() {
     echo "${words}examples/bench_matrix.sh$(printf ' %q' "$@")"
 }
 
+# The '#' lines at the top of matrix.csv: what was run, where, and how to repeat it.
 describe_run() {
     local layout rate=-
     if ((CLUSTER)); then
@@ -210,8 +210,9 @@ describe_run() {
 }
 
 plot() {
-    "$PYTHON" "$HERE/plot_bench_matrix.py" "$OUT" ||
-        echo "bench_matrix: plotting failed (apt-get install python3-matplotlib)" >&2
+    "$PYTHON" "$HERE/plot_bench_matrix.py" "$OUT" && return 0
+    echo "bench_matrix: plotting failed (apt-get install python3-matplotlib)" >&2
+    return 1
 }
 
 usage() {
@@ -260,7 +261,7 @@ setup_run() {
     : >"$HEADER"
 }
 
-# The table on stdout; with --out the CSV, the plot and the README.
+# The table on stdout; with --out the CSV, the plot and the README (status: the plot's).
 write_results() {
     cat "$RUNS" "$HEADER" "$ROWS" >"$TMP/matrix.csv"
     print_table "$TMP/matrix.csv"
@@ -268,7 +269,7 @@ write_results() {
     if [[ -n $OUT ]]; then
         cp "$TMP/matrix.csv" "$OUT/matrix.csv"
         echo "bench_matrix: wrote $OUT/matrix.csv" >&2
-        [[ ! -s $ROWS ]] || plot
+        [[ ! -s $ROWS ]] || plot || return 1
     fi
 }
 
@@ -280,7 +281,7 @@ main() {
         [[ -r $OUT/matrix.csv ]] ||
             { echo "bench_matrix: no --out DIR with a matrix.csv" >&2; exit 2; }
         plot
-        exit 0
+        exit
     fi
     setup_run
     describe_run >"$RUNS"
@@ -289,7 +290,7 @@ main() {
     else
         run_matrix "${LAUNCHER_ARGS[@]}" || status=$?
     fi
-    write_results
+    write_results || status=1
     [[ -s $ROWS ]] || { echo "bench_matrix: no run succeeded" >&2; status=1; }
     exit "$status"
 }
