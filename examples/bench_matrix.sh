@@ -176,14 +176,27 @@ print_table() {
         }' "$@"
 }
 
+# $1 as one shell word, in single quotes where it needs any.
+shell_word() {
+    if [[ $1 =~ ^[-A-Za-z0-9_.,/:=+]+$ ]]; then
+        printf '%s' "$1"
+    else
+        printf "'%s'" "${1//\'/\'\\\'\'}"
+    fi
+}
+
 # The command line that repeats this run: the QTOPO_* settings given, the script, "$@".
 command_line() {
     local v words=""
     for v in NP BITS SIZES ROUNDS VARIANTS ROUNDING PRIORITY RATE MPIRUN; do
         v=QTOPO_$v
-        [[ -z ${!v:-} ]] || words+="$v=$(printf '%q' "${!v}") "
+        [[ -z ${!v:-} ]] || words+="$v=$(shell_word "${!v}") "
     done
-    echo "${words}examples/bench_matrix.sh$(printf ' %q' "$@")"
+    words+=examples/bench_matrix.sh
+    for v in "$@"; do
+        words+=" $(shell_word "$v")"
+    done
+    echo "$words"
 }
 
 # The '#' lines at the top of matrix.csv: what was run, where, and how to repeat it.
