@@ -20,6 +20,8 @@
 set -euo pipefail
 
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+# shellcheck source=bench_variants.sh
+. "$HERE/bench_variants.sh"
 TOP=$(cd "$HERE/.." && pwd)
 CLUSTER=$TOP/test/cluster/cluster.sh
 RUN=$TOP/test/cluster/run.sh
@@ -36,11 +38,6 @@ cleanup() {
 }
 trap cleanup EXIT
 
-declare -A VARIANT=(
-    [tuned]=""
-    [ring]="--mca coll_tuned_use_dynamic_rules 1 --mca coll_tuned_allreduce_algorithm 4"
-    [han]="--mca coll_han_priority 90"
-)
 declare -A CONFIG=(
     [flat-32]="--mca coll_qtopo_algorithm flat --mca coll_qtopo_bits 32"
     [hier-32]="--mca coll_qtopo_algorithm hier --mca coll_qtopo_bits 32"
@@ -49,14 +46,14 @@ declare -A CONFIG=(
 )
 
 # One benchmark run; appends "variant,config,<qtopo_bench csv row>" lines to $ROWS.
-# qtopo runs at priority 100, above han (90), which then takes only the twin communicator.
+# qtopo runs above han (bench_variants.sh), which then takes only the twin communicator.
 run_pair() {
     local variant=$1 config=$2 out
     local -a args
-    read -r -a args <<<"${VARIANT[$variant]} ${CONFIG[$config]}"
+    read -r -a args <<<"${QT_VARIANT[$variant]} ${CONFIG[$config]}"
     out=$(mktemp)
     echo "cluster_bench: $variant vs qtopo $config" >&2
-    if ! "$RUN" --timeout 900 --mca coll_qtopo_priority 100 "${args[@]}" -- \
+    if ! "$RUN" --timeout 900 --mca coll_qtopo_priority "$QT_BENCH_PRIORITY" "${args[@]}" -- \
         "$HERE/qtopo_bench" --csv --sizes "$SIZES" -r "$ROUNDS" >"$out" 2>&1; then
         cat "$out" >&2
         rm -f "$out"
@@ -112,7 +109,7 @@ fi
 "$CLUSTER" down >/dev/null
 "$CLUSTER" up "$NODES" "$RAILS" "${RATE}mbit" >&2
 for config in flat-32 hier-32 flat-8 hier-8; do
-    for variant in tuned ring han; do
+    for variant in "${QT_VARIANT_ORDER[@]}"; do
         run_pair "$variant" "$config"
     done
 done

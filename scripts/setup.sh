@@ -8,7 +8,7 @@ cd "$(dirname "$0")/.."
 
 QTOPO_PACKAGES="libopenmpi-dev openmpi-bin autoconf automake libtool pkg-config \
 libhwloc-dev make gcc clang libclang-rt-14-dev iproute2 util-linux iperf3 valgrind debootstrap \
-curl zlib1g-dev libopenblas-dev dataset-fashion-mnist libucx-dev ucx-utils"
+curl zlib1g-dev libopenblas-dev dataset-fashion-mnist libucx-dev ucx-utils python3-matplotlib"
 
 install_packages() {
     local missing=() p
