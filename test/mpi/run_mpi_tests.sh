@@ -124,14 +124,19 @@ for spec in $(pick "4:2 6:3 6:2 8:4 8:2 8:3 6:1 4:4" "4:2 6:3"); do
         --mca coll_qtopo_bits 8 --mca coll_qtopo_segment_size 65536 "$qtest" --quick
 done
 # nodes with unequal rank counts (the last pretended node smaller): the folded form of
-# split-rail, forced for exact calls, auto for quantized ones
+# split-rail, forced for exact and 4-bit calls, auto at 8 bits; flat at 4 bits under auto
 for spec in $(pick "7:2 5:3 9:4" "7:2"); do
     np=${spec%:*}
     k=${spec#*:}
     run_case "np=$np node_size=$k folded lossless" "$np" $on --mca coll_qtopo_node_size "$k" \
         --mca coll_qtopo_algorithm hier "$test_bin" --expect on
-    run_case "np=$np node_size=$k folded 4-bit (quick)" "$np" $on --mca coll_qtopo_node_size "$k" \
-        --mca coll_qtopo_bits 4 --mca coll_qtopo_segment_size 65536 "$qtest" --quick
+    run_case "np=$np node_size=$k folded 8-bit (quick)" "$np" $on --mca coll_qtopo_node_size "$k" \
+        --mca coll_qtopo_bits 8 --mca coll_qtopo_segment_size 65536 "$qtest" --quick
+    run_case "np=$np node_size=$k 4-bit folded forced (quick)" "$np" $on \
+        --mca coll_qtopo_node_size "$k" --mca coll_qtopo_bits 4 --mca coll_qtopo_algorithm hier \
+        "$qtest" --quick
+    run_case "np=$np node_size=$k 4-bit flat under auto (quick)" "$np" $on \
+        --mca coll_qtopo_node_size "$k" --mca coll_qtopo_bits 4 "$qtest" --quick
 done
 # ranks dealt to pretended nodes in turn (coll_qtopo_node_size -K, as --map-by node): the
 # flat algorithms run in node order (the quantized test's model follows it; its split-rail

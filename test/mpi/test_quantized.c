@@ -41,7 +41,9 @@ typedef struct qcomm {
     uint64_t calls;
     int hier_local; /* ranks per pretended node when qtopo runs split-rail here, else 0 */
     int fold_width; /* ... on nodes of hier_local ranks and one smaller last node: the
-                     * folded form, as wide as that node (else 0) */
+                     * folded form, as wide as that node (else 0), which qtopo takes for
+                     * 8 and 16 bits, or any width with coll_qtopo_algorithm hier */
+    int hier_forced; /* coll_qtopo_algorithm hier */
     int *order;     /* the flat algorithms' order of the ranks (by node) */
 } qcomm_t;
 
@@ -123,11 +125,13 @@ static void flat_order(MPI_Comm comm, int rank, int size, int *order)
 
 static qcomm_t qcomm_make(const char *name, MPI_Comm comm)
 {
-    qcomm_t q = {name, comm, 0, 0, 0, 0, 0, NULL};
+    qcomm_t q = {name, comm, 0, 0, 0, 0, 0, 0, NULL};
 
     MPI_Comm_rank(comm, &q.rank);
     MPI_Comm_size(comm, &q.size);
     q.hier_local = hier_local_size(comm, q.size, &q.fold_width);
+    mpit_cvar_read("algorithm", &q.hier_forced);
+    q.hier_forced = 2 == q.hier_forced;
     q.order = malloc(sizeof(int) * (size_t) q.size);
     flat_order(comm, q.rank, q.size, q.order);
     return q;
@@ -267,9 +271,9 @@ static int check_call(qcomm_t *q, size_t count, int in_place, int salt, int nonf
 
     mo.y = malloc(count * sizeof(float) + 1);
     mo.bound = malloc(count * sizeof(double) + 1);
-    if (q->fold_width) {
+    if (q->fold_width && (q->hier_forced || 8 <= args->codec.bits)) {
         folded_model_run(q, &mi, &mo);
-    } else if (q->hier_local) {
+    } else if (q->hier_local && !q->fold_width) {
         hier_model_run(&mi, q->hier_local, &mo);
     } else {
         /* group member p is rank order[p], keyed with its rank */
