@@ -147,6 +147,78 @@ static int test_digests_simd(void)
     return check_digests(0);
 }
 
+/* Code j of a block's packed codes (b <= 8) or bfloat16 j (b == 16). */
+static uint32_t code_at(const uint8_t *codes, size_t j, int bits)
+{
+    size_t bit = j * (size_t) bits;
+    uint32_t w = (uint32_t) codes[bit / 8] | (16 == bits ? (uint32_t) codes[bit / 8 + 1] << 8 : 0);
+    return 16 == bits ? w : (w >> (bit % 8)) & ((1u << bits) - 1);
+}
+
+/* One message: every code and decoded value of every quantized block, element by element
+ * through coll_qtopo_codec_elem.h. */
+static int elem_check_message(const float *x, size_t n, const qtopo_codec_params_t *p,
+                              const qtopo_codec_key_t *key, const uint8_t *msg, size_t size,
+                              const float *dec)
+{
+    size_t nblk = (n + (size_t) p->block - 1) / (size_t) p->block;
+    const uint8_t *hdr = msg;
+    uint64_t ck = qtopo_elem_call_key(key->seed, key->call, key->rank);
+    for (size_t b = 0; b < nblk; ++b) {
+        qtopo_codec_block_info_t info;
+        qtopo_qblock_t q;
+        qtopo_dqblock_t d;
+        size_t off = b * (size_t) p->block;
+        CHECK(QTOPO_CODEC_OK == qtopo_codec_block_info(msg, size, n, p, b, &info));
+        if (!info.raw) {
+            qtopo_elem_qblock(&q, p->bits, p->rounding, info.mid, info.scale, ck,
+                              key->elem_offset + off);
+            qtopo_elem_dqblock(&d, p->bits, info.mid, info.scale, 0);
+        }
+        for (size_t j = 0; !info.raw && j < info.len; ++j) {
+            const uint8_t *codes = hdr + qtopo_elem_header_bytes(p->bits);
+            uint32_t rnd = qtopo_elem_rng(&q, (int) j), c = code_at(codes, j, p->bits);
+            uint32_t want = 16 == p->bits ? qtopo_elem_bf16(x[off + j], p->rounding, rnd)
+                                          : qtopo_elem_quant(x[off + j], &q, rnd);
+            float v = 16 == p->bits ? qtopo_elem_u2f(c << 16) : qtopo_elem_dequant(c, &d);
+            CHECKF(want == c, "bits %d block %zu elem %zu: code %u, elem.h %u", p->bits, b, j,
+                   c, want);
+            if (16 == p->bits || 0.0f != info.scale) {
+                CHECKF(qtopo_elem_f2u(v) == qtopo_elem_f2u(dec[off + j]), "bits %d block %zu "
+                       "elem %zu: decoded %a, elem.h %a", p->bits, b, j, dec[off + j], v);
+            }
+        }
+        hdr += qtopo_elem_block_bytes(info.len, p->bits);
+    }
+    return 0;
+}
+
+static int test_elem_against_codec(void)
+{
+    size_t n = 4099, cap = 8 * n + 4096, size = 0;
+    float *x = malloc(n * sizeof(float)), *dec = malloc(n * sizeof(float));
+    uint8_t *msg = malloc(cap);
+    int rc = 0;
+    CHECK(NULL != x && NULL != dec && NULL != msg);
+    for (int w = 0; 0 == rc && w < 5; ++w) {
+        for (int r = 0; 0 == rc && r < 2; ++r) {
+            for (int kind = 0; 0 == rc && kind < 2; ++kind) {
+                qtopo_codec_params_t p = {widths[w], 256, r};
+                qtopo_codec_key_t key = {42, 9, 1, 1u << 20};
+                fill_data(x, n, kind, 5 + (uint64_t) w);
+                rc |= qtopo_codec_encode(x, n, &p, &key, msg, cap, &size);
+                rc |= qtopo_codec_decode(msg, size, n, &p, dec);
+                rc |= elem_check_message(x, n, &p, &key, msg, size, dec);
+            }
+        }
+    }
+    free(x);
+    free(dec);
+    free(msg);
+    CHECK(0 == rc);
+    return 0;
+}
+
 static int print_table(void)
 {
     printf("static const uint64_t expected[5][2] = {\n");
@@ -167,6 +239,7 @@ int main(int argc, char **argv)
     static const test_case_t tests[] = {
         {"golden digests, scalar kernels", test_digests_scalar},
         {"golden digests, SIMD kernels", test_digests_simd},
+        {"elem.h element by element vs the codec", test_elem_against_codec},
     };
     if (1 < argc && 0 == strcmp(argv[1], "--print")) {
         return print_table();
