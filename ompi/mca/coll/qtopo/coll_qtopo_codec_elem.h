@@ -253,6 +253,18 @@ QTOPO_HD void qtopo_elem_quant_group(const float *x, int count, const qtopo_qblo
     }
 }
 
+/* out[i] = (or +=, with add) the value of code i of 8 packed b-bit codes (b <= 8),
+ * i < count <= 8. */
+QTOPO_HD void qtopo_elem_dequant8(uint64_t packed, int count, const qtopo_dqblock_t *d, float *out,
+                                  int add)
+{
+    uint64_t u = qtopo_codec_unpack8(packed, d->bits);
+    for (int i = 0; i < count; ++i) {
+        float v = qtopo_elem_dequant((uint32_t) (u >> (8 * i)) & 0xffu, d);
+        out[i] = add ? out[i] + v : v;
+    }
+}
+
 /* out[i] = (or +=, with add) the value of code i, i < count <= 8. */
 QTOPO_HD void qtopo_elem_dequant_group(const uint8_t *codes, int count, const qtopo_dqblock_t *d,
                                        float *out, int add)
@@ -260,16 +272,12 @@ QTOPO_HD void qtopo_elem_dequant_group(const uint8_t *codes, int count, const qt
     uint64_t u = 0;
     if (16 != d->bits) {
         memcpy(&u, codes, qtopo_elem_code_bytes((size_t) count, d->bits));
-        u = qtopo_codec_unpack8(u, d->bits);
+        qtopo_elem_dequant8(u, count, d, out, add);
+        return;
     }
     for (int i = 0; i < count; ++i) {
-        float v;
-        if (16 == d->bits) {
-            uint32_t w = ((uint32_t) codes[2 * i] | ((uint32_t) codes[2 * i + 1] << 8)) ^ d->sign;
-            v = qtopo_elem_u2f(w << 16);
-        } else {
-            v = qtopo_elem_dequant((uint32_t) (u >> (8 * i)) & 0xffu, d);
-        }
+        uint32_t w = ((uint32_t) codes[2 * i] | ((uint32_t) codes[2 * i + 1] << 8)) ^ d->sign;
+        float v = qtopo_elem_u2f(w << 16);
         out[i] = add ? out[i] + v : v;
     }
 }
