@@ -13,6 +13,18 @@
  * algorithms then do depends only on agreed values (count, settings, node map, call
  * number), never on buffer addresses, timings or local state. Error-feedback state is
  * local, but it only changes the values a rank encodes, never the path.
+ *
+ * GPU buffers (memory kind): a device pointer is never read as host memory. Each rank
+ * classifies its buffers (coll_qtopo_cuda.h: the CUDA driver's pointer attributes) and
+ * the class goes into the agreement (QTOPO_MEM_*): a rank that cannot run its device
+ * buffer (coll_qtopo_cuda 0, qtopo built without CUDA, no memory for the copy, a failed
+ * copy) makes every rank hand the call on; otherwise a rank with a device buffer copies
+ * it to host memory before the agreement, runs the host algorithm on the copy, and
+ * copies the result back. Without the CUDA driver no buffer can be classified as device
+ * memory, and all are taken as host memory: that is sound because only a CUDA-aware MPI
+ * accepts device pointers in MPI_Allreduce (Debian's Open MPI 4.1 is not), and a
+ * CUDA-aware one needs the driver, which qtopo then finds. (Quantizing on the GPU and
+ * pipelining encoded segments with the network is not done yet: README, GPU buffers.)
  */
 
 #include "ompi_config.h"
@@ -26,6 +38,7 @@
 
 #include "coll_qtopo.h"
 #include "coll_qtopo_algo.h"
+#include "coll_qtopo_cuda.h"
 #if QTOPO_HAVE_UCX
 #include "coll_qtopo_rails.h"
 #endif
@@ -47,6 +60,8 @@ typedef struct qtopo_call {
     uint64_t index; /* eligible call number on the communicator */
     bool hier;     /* split-rail */
     void *scratch;
+    int memkind;   /* this rank's QTOPO_MEM_* */
+    const void *ef_key; /* the user's send buffer: keys error-feedback residuals */
 } qtopo_call_t;
 
 /* MPI_FLOAT, and the Fortran MPI_REAL and MPI_REAL4 where they are 4-byte floats in
@@ -229,8 +244,8 @@ static void release_scratch(mca_coll_qtopo_module_t *m)
     m->scratch_size = 0;
 }
 
-/* Scratch memory and the copy of an in-place input above QTOPO_SCRATCH_KEEP_BYTES are
- * not kept between calls. */
+/* Scratch memory, the copy of an in-place input and the host copy of a device buffer
+ * above QTOPO_SCRATCH_KEEP_BYTES are not kept between calls. */
 static void release_large_buffers(mca_coll_qtopo_module_t *m)
 {
     if (QTOPO_SCRATCH_KEEP_BYTES < m->scratch_size) {
@@ -240,6 +255,11 @@ static void release_large_buffers(mca_coll_qtopo_module_t *m)
         free(m->saved);
         m->saved = NULL;
         m->saved_size = 0;
+    }
+    if (QTOPO_SCRATCH_KEEP_BYTES < m->staged_size) {
+        free(m->staged);
+        m->staged = NULL;
+        m->staged_size = 0;
     }
 }
 
@@ -364,13 +384,13 @@ static mca_coll_qtopo_verdict_t agree_first_call(mca_coll_qtopo_module_t *m,
     /* no rails yet: nothing to offer */
     memset(none, 0xff, sizeof(none));
     m->labels[m->comm_rank] = mca_coll_qtopo_topo_label(comm, mca_coll_qtopo_component.node_size);
-    v = mca_coll_qtopo_agree(m, comm, s, count, s->valid, m->labels, none);
+    v = mca_coll_qtopo_agree(m, comm, s, count, call->memkind, s->valid, m->labels, none);
     if (QTOPO_RUN != v) {
         return v;
     }
     ready = 0 == mca_coll_qtopo_topo_build(m, comm, m->labels)
             && prepare_call(m, s, comm, count, call);
-    v = mca_coll_qtopo_agree(m, comm, s, count, ready, NULL, none);
+    v = mca_coll_qtopo_agree(m, comm, s, count, call->memkind, ready, NULL, none);
     if (QTOPO_RUN != v) {
         /* some rank has no node map: every rank starts over on the next call */
         qtopo_nodes_free(&m->nodes);
@@ -417,8 +437,8 @@ static mca_coll_qtopo_verdict_t agree_call(mca_coll_qtopo_module_t *m,
         v = agree_first_call(m, comm, s, count, call);
     } else {
         offer_rail_words(m, words);
-        v = mca_coll_qtopo_agree(m, comm, s, count, prepare_call(m, s, comm, count, call), NULL,
-                                 words);
+        v = mca_coll_qtopo_agree(m, comm, s, count, call->memkind,
+                                 prepare_call(m, s, comm, count, call), NULL, words);
         if (QTOPO_OFF != v) {
             accept_rail_words(m, comm, words);
         }
@@ -432,7 +452,7 @@ static mca_coll_qtopo_verdict_t agree_call(mca_coll_qtopo_module_t *m,
 /* The error-feedback residual of this (communicator, buffer, count), or NULL. Local:
  * without it this rank encodes its values as they are, on the same path. */
 static float *ef_residual(mca_coll_qtopo_module_t *m, struct ompi_communicator_t *comm,
-                          const mca_coll_qtopo_settings_t *s, const float *src, size_t count,
+                          const mca_coll_qtopo_settings_t *s, const void *src, size_t count,
                           bool hier)
 {
     size_t len = hier ? qtopo_hier_residual_len(count, m->nodes.local_size, m->nodes.local_rank)
@@ -627,7 +647,7 @@ static int run_call(mca_coll_qtopo_module_t *m, const mca_coll_qtopo_settings_t 
     fill_sra_args(s, comm, call, &a);
     /* error feedback would add last call's residual, outside the error bound */
     if (32 != call->bits && s->error_feedback && QTOPO_EB_OFF == call->eb_mode) {
-        a.residual = ef_residual(m, comm, s, src, count, call->hier);
+        a.residual = ef_residual(m, comm, s, call->ef_key, count, call->hier);
     }
     fail = mca_coll_qtopo_fault("xport", m->comm_rank, call->index);
     if (call->hier) {
@@ -748,6 +768,63 @@ static int run_with_failover(mca_coll_qtopo_module_t *m, const mca_coll_qtopo_se
     return run_call(m, s, src, rbuf, count, comm, call);
 }
 
+/* ---- GPU buffers (the memory-kind rule at the top of this file) ------------------- */
+
+/* This rank's host copy of a device buffer of `bytes`, grown as needed; NULL if out of
+ * memory. */
+static float *staging_buffer(mca_coll_qtopo_module_t *m, size_t bytes)
+{
+    if (m->staged_size < bytes) {
+        free(m->staged);
+        m->staged = malloc(bytes);
+        m->staged_size = NULL != m->staged ? bytes : 0;
+    }
+    return m->staged;
+}
+
+/* Classifies this rank's buffers and, for device buffers it can run, makes the host
+ * buffers the call will run on (*src_h, *rbuf_h) and copies the input there, all before
+ * the agreement, so that any failure here is agreed (QTOPO_MEM_UNUSABLE) rather than
+ * met by one rank alone. An input on the device and an output in host memory: the input
+ * is copied into the output, which is then reduced in place. */
+static int stage_in(mca_coll_qtopo_module_t *m, const float *src, float *rbuf, size_t count,
+                    const float **src_h, float **rbuf_h)
+{
+    size_t bytes = count * sizeof(float);
+    bool src_dev = qtopo_cuda_is_device(src), rbuf_dev = src == rbuf ? src_dev
+                                                                     : qtopo_cuda_is_device(rbuf);
+    float *host;
+
+    *src_h = src;
+    *rbuf_h = rbuf;
+    if (!src_dev && !rbuf_dev) {
+        return QTOPO_MEM_HOST;
+    }
+    if (QTOPO_CUDA_AUTO != mca_coll_qtopo_component.cuda || !qtopo_cuda_kernels_built()) {
+        return QTOPO_MEM_UNUSABLE;
+    }
+    host = rbuf_dev ? staging_buffer(m, bytes) : rbuf;
+    if (NULL == host) {
+        return QTOPO_MEM_UNUSABLE;
+    }
+    if (src_dev && QTOPO_CODEC_OK != qtopo_cuda_copy(host, src, bytes)) {
+        return QTOPO_MEM_UNUSABLE;
+    }
+    *rbuf_h = host;
+    *src_h = src_dev ? host : src;
+    return QTOPO_MEM_STAGED;
+}
+
+/* After a staged call: the result back to the device output buffer. */
+static int stage_out(float *rbuf, const float *rbuf_h, size_t count)
+{
+    if (rbuf == rbuf_h) {
+        return OMPI_SUCCESS;
+    }
+    return QTOPO_CODEC_OK == qtopo_cuda_copy(rbuf, rbuf_h, count * sizeof(float)) ? OMPI_SUCCESS
+                                                                                : OMPI_ERROR;
+}
+
 /* A call that failed after the agreement: every rank learns that qtopo is off here
  * (the notice also wakes ranks waiting for this one), and the memory that detached
  * sends may still read is never freed. */
@@ -765,6 +842,8 @@ int mca_coll_qtopo_allreduce(const void *sbuf, void *rbuf, qtopo_coll_count_t co
 {
     mca_coll_qtopo_module_t *m = (mca_coll_qtopo_module_t *) module;
     const float *src = (MPI_IN_PLACE == sbuf) ? (const float *) rbuf : (const float *) sbuf;
+    const float *src_h;
+    float *rbuf_h;
     mca_coll_qtopo_settings_t s;
     qtopo_call_t call;
     int rc;
@@ -773,6 +852,8 @@ int mca_coll_qtopo_allreduce(const void *sbuf, void *rbuf, qtopo_coll_count_t co
         return hand_on(m, sbuf, rbuf, count, dtype, op, comm);
     }
     m->busy = true;
+    call.ef_key = src;
+    call.memkind = stage_in(m, src, (float *) rbuf, (size_t) count, &src_h, &rbuf_h);
     if (QTOPO_RUN != agree_call(m, comm, &s, (size_t) count, &call)) {
         m->busy = false;
         return hand_on(m, sbuf, rbuf, count, dtype, op, comm);
@@ -782,8 +863,11 @@ int mca_coll_qtopo_allreduce(const void *sbuf, void *rbuf, qtopo_coll_count_t co
     }
     drop_stale_residuals(m);
     hold_rails(m, true);
-    rc = run_with_failover(m, &s, src, (float *) rbuf, (size_t) count, comm, &call);
+    rc = run_with_failover(m, &s, src_h, rbuf_h, (size_t) count, comm, &call);
     hold_rails(m, false);
+    if (OMPI_SUCCESS == rc) {
+        rc = stage_out((float *) rbuf, rbuf_h, (size_t) count);
+    }
     if (OMPI_SUCCESS != rc) {
         fail_call(m, comm, count);
     } else {

@@ -47,6 +47,9 @@ static void qtopo_module_construct(mca_coll_qtopo_module_t *m)
     m->epoch = 0;
     m->saved = NULL;
     m->saved_size = 0;
+    m->staged = NULL;
+    m->staged_size = 0;
+    m->device_warned = false;
 }
 
 /* coll_qtopo_verbose >= 1: what qtopo did on a communicator, printed when it is freed.
@@ -85,6 +88,7 @@ static void qtopo_module_destruct(mca_coll_qtopo_module_t *m)
     }
     free(m->labels);
     free(m->saved);
+    free(m->staged);
     qtopo_ef_store_destroy(m->ef);
     free(m->rules_text);
     qtopo_nodes_free(&m->nodes);
