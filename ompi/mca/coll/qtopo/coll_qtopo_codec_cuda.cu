@@ -212,7 +212,8 @@ extern "C" __global__ void qtopo_k_encode(qtopo_cuda_job_t j)
         __syncwarp();
         x = res;
     }
-    if (!warp_range(x, len, lane, &lo, &hi) || !warp_header(j, x, len, lane, lo, hi, &mid, &scale)) {
+    if (!warp_range(x, len, lane, &lo, &hi)
+        || !warp_header(j, x, len, lane, lo, hi, &mid, &scale)) {
         size_t nb = qtopo_elem_block_bytes(len, j.bits);
         for (size_t i = (size_t) lane; i < nb; i += 32) {
             hdr[i] = 0;

@@ -1,0 +1,170 @@
+/*
+ * MPI_Allreduce on GPU buffers through qtopo (needs a GPU; test/gpu/run.sh runs it on 2
+ * and 4 ranks): each rank copies its device buffer to host memory, qtopo runs the host
+ * algorithm, the result goes back (coll_qtopo_allreduce.c, memory kind). For lossless,
+ * 8-bit nearest and the error-bounded mode (1e-3 absolute), every layout of the buffers
+ * (device to device, in place on the device, device input to host output, host input to
+ * device output, and rank 0 on the device while the others stay in host memory) must
+ * give exactly the bits of the same call on host buffers, be the same on every rank, run
+ * in qtopo (calls_handled), and, in the error-bounded mode, stay within the bound.
+ * Exit 77 (SKIP) without a GPU.
+ */
+
+#include <cuda.h>
+
+#include <math.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "mpit.h"
+
+#define COUNT (((size_t) 1 << 20) + 5)
+
+enum { DEV_DEV, DEV_INPLACE, DEV_HOST, HOST_DEV, MIXED, NLAYOUTS };
+static const char *const layout_name[NLAYOUTS] = {
+    "device to device", "device in place", "device to host", "host to device",
+    "rank 0 device, others host"
+};
+
+static int rank, nranks;
+static CUdeviceptr dx, dy;
+
+/* Rank r's value i: in [-1, 1), from integers only. */
+static float value(int r, size_t i)
+{
+    uint64_t h = (uint64_t) (r + 1) * 0x9e3779b97f4a7c15ull ^ (uint64_t) i * 0xd6e8feb86659fd93ull;
+    h ^= h >> 29;
+    h *= 0xbf58476d1ce4e5b9ull;
+    h ^= h >> 32;
+    return (float) (int32_t) (h & 0xffffff) * 0x1p-23f - 1.0f;
+}
+
+static double gamma_of(int k)
+{
+    double u = 0x1p-24;
+    return k * u / (1 - k * u);
+}
+
+/* One call in `layout`; the result lands in y (host). */
+static void call(int layout, const float *x, float *y)
+{
+    size_t bytes = COUNT * sizeof(float);
+    int dev = MIXED != layout || 0 == rank;
+    if (MIXED == layout && !dev) {
+        MPI_Allreduce(x, y, (int) COUNT, MPI_FLOAT, MPI_SUM, MPI_COMM_WORLD);
+        return;
+    }
+    cuMemcpyHtoD(dx, x, bytes);
+    switch (layout) {
+    case DEV_INPLACE:
+        cuMemcpyHtoD(dy, x, bytes);
+        MPI_Allreduce(MPI_IN_PLACE, (void *) (uintptr_t) dy, (int) COUNT, MPI_FLOAT, MPI_SUM,
+                      MPI_COMM_WORLD);
+        break;
+    case DEV_HOST:
+        MPI_Allreduce((void *) (uintptr_t) dx, y, (int) COUNT, MPI_FLOAT, MPI_SUM,
+                      MPI_COMM_WORLD);
+        return;
+    case HOST_DEV:
+        MPI_Allreduce(x, (void *) (uintptr_t) dy, (int) COUNT, MPI_FLOAT, MPI_SUM,
+                      MPI_COMM_WORLD);
+        break;
+    default:
+        MPI_Allreduce((void *) (uintptr_t) dx, (void *) (uintptr_t) dy, (int) COUNT, MPI_FLOAT,
+                      MPI_SUM, MPI_COMM_WORLD);
+    }
+    cuMemcpyDtoH(y, dy, bytes);
+}
+
+static int same_everywhere(const float *y)
+{
+    uint64_t h = 1469598103934665603ULL, lo, hi;
+    const unsigned char *b = (const unsigned char *) y;
+    for (size_t i = 0; i < COUNT * sizeof(float); ++i) {
+        h = (h ^ b[i]) * 1099511628211ULL;
+    }
+    MPI_Allreduce(&h, &lo, 1, MPI_UINT64_T, MPI_MIN, MPI_COMM_WORLD);
+    MPI_Allreduce(&h, &hi, 1, MPI_UINT64_T, MPI_MAX, MPI_COMM_WORLD);
+    return lo == hi;
+}
+
+/* Every layout against the host call with the current parameters; E > 0: the bound. */
+static void check_setting(const char *what, const float *x, double E)
+{
+    float *ref = malloc(COUNT * sizeof(float)), *y = malloc(COUNT * sizeof(float));
+    MPI_Allreduce(x, ref, (int) COUNT, MPI_FLOAT, MPI_SUM, MPI_COMM_WORLD);
+    for (int layout = 0; layout < NLAYOUTS; ++layout) {
+        unsigned long h0 = mpit_counter("calls_handled");
+        size_t off = 0, beyond = 0;
+        memset(y, 0, COUNT * sizeof(float));
+        call(layout, x, y);
+        CHECK(mpit_counter("calls_handled") == h0 + 1, "%s, %s: qtopo did not run the call",
+              what, layout_name[layout]);
+        for (size_t i = 0; i < COUNT; ++i) {
+            off += 0 != memcmp(&ref[i], &y[i], sizeof(float));
+        }
+        CHECK(0 == off, "%s, %s: %zu elements differ from the host call", what,
+              layout_name[layout], off);
+        CHECK(same_everywhere(y), "%s, %s: ranks differ", what, layout_name[layout]);
+        for (size_t i = 0; 0.0 < E && i < COUNT; ++i) {
+            double exact = 0.0, mag = 0.0, err;
+            for (int r = 0; r < nranks; ++r) {
+                exact += value(r, i);
+                mag += fabs(value(r, i));
+            }
+            err = fabs((double) y[i] - exact);
+            beyond += !(err <= fmax(E, E / 2 + gamma_of(nranks - 1) * (mag + E / 2)));
+        }
+        CHECK(0 == beyond, "%s, %s: %zu elements beyond the error bound %g", what,
+              layout_name[layout], beyond, E);
+    }
+    free(ref);
+    free(y);
+}
+
+int main(int argc, char **argv)
+{
+    int ndev = 0, bits, skip, any_skip, zero = 0, rc;
+    double E = 1e-3, none = 0.0;
+    CUcontext ctx;
+    float *x;
+    MPI_Init(&argc, &argv);
+    MPI_Comm_rank(MPI_COMM_WORLD, &rank);
+    MPI_Comm_size(MPI_COMM_WORLD, &nranks);
+    mpit_rank = rank;
+    skip = CUDA_SUCCESS != cuInit(0) || CUDA_SUCCESS != cuDeviceGetCount(&ndev) || 0 >= ndev
+           || CUDA_SUCCESS != cuDevicePrimaryCtxRetain(&ctx, rank % ndev)
+           || CUDA_SUCCESS != cuCtxSetCurrent(ctx)
+           || CUDA_SUCCESS != cuMemAlloc(&dx, COUNT * sizeof(float))
+           || CUDA_SUCCESS != cuMemAlloc(&dy, COUNT * sizeof(float));
+    MPI_Allreduce(&skip, &any_skip, 1, MPI_INT, MPI_MAX, MPI_COMM_WORLD);
+    if (any_skip) {
+        if (0 == rank) {
+            printf("SKIP: a rank has no usable GPU\n");
+        }
+        MPI_Finalize();
+        return 77;
+    }
+    mpit_open();
+    x = malloc(COUNT * sizeof(float));
+    for (size_t i = 0; i < COUNT; ++i) {
+        x[i] = value(rank, i);
+    }
+    bits = 32;
+    mpit_cvar_write("bits", &bits);
+    check_setting("lossless", x, 0.0);
+    bits = 8;
+    mpit_cvar_write("bits", &bits);
+    mpit_cvar_write("rounding", &zero);
+    check_setting("8-bit nearest", x, 0.0);
+    mpit_cvar_write("error_bound", &E);
+    check_setting("error bound 1e-3", x, E);
+    mpit_cvar_write("error_bound", &none);
+    free(x);
+    cuMemFree(dx);
+    cuMemFree(dy);
+    rc = mpit_summary("test_gpu_allreduce");
+    MPI_Finalize();
+    return rc;
+}
