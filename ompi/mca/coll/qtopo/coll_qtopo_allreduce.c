@@ -797,6 +797,9 @@ static int stage_in(mca_coll_qtopo_module_t *m, const float *src, float *rbuf, s
 
     *src_h = src;
     *rbuf_h = rbuf;
+    if (mca_coll_qtopo_fault("device", m->comm_rank, m->ncalls)) {
+        return QTOPO_MEM_UNUSABLE; /* test-only: as if this rank had such a buffer */
+    }
     if (!src_dev && !rbuf_dev) {
         return QTOPO_MEM_HOST;
     }

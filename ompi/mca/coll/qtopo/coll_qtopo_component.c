@@ -352,8 +352,8 @@ static int qtopo_register(void)
     register_var("fault",
                  "For tests only: make one rank fail at one call, \"WHAT:RANK:CALL\" with WHAT "
                  "alloc (its scratch allocation fails before the call), xport (its transport "
-                 "fails inside the call) or rail (it finds its first rail failed, on qtopo's "
-                 "rails), RANK its rank in the communicator and CALL the call number on it (0 "
+                 "fails inside the call), rail (it finds its first rail failed, on qtopo's "
+                 "rails) or device (it has a GPU buffer it cannot run), RANK its rank in the communicator and CALL the call number on it (0 "
                  "= the first call qtopo takes)",
                  MCA_BASE_VAR_TYPE_STRING, NULL, OPAL_INFO_LVL_9, true, &c->fault);
     c->verbose = 0;
