@@ -77,18 +77,6 @@ static void call(int layout, const float *x, float *y)
     cuMemcpyDtoH(y, dy, bytes);
 }
 
-static int same_everywhere(const float *y)
-{
-    uint64_t h = 1469598103934665603ULL, lo, hi;
-    const unsigned char *b = (const unsigned char *) y;
-    for (size_t i = 0; i < COUNT * sizeof(float); ++i) {
-        h = (h ^ b[i]) * 1099511628211ULL;
-    }
-    MPI_Allreduce(&h, &lo, 1, MPI_UINT64_T, MPI_MIN, MPI_COMM_WORLD);
-    MPI_Allreduce(&h, &hi, 1, MPI_UINT64_T, MPI_MAX, MPI_COMM_WORLD);
-    return lo == hi;
-}
-
 /* Every layout against the host call with the current parameters; E > 0: the bound. */
 static void check_setting(const char *what, const float *x, double E)
 {
@@ -107,7 +95,8 @@ static void check_setting(const char *what, const float *x, double E)
         }
         CHECK(0 == off, "%s, %s: %zu elements differ from the host call", what,
               layout_name[layout], off);
-        CHECK(same_everywhere(y), "%s, %s: ranks differ", what, layout_name[layout]);
+        CHECK(mpit_same_everywhere(y, COUNT, MPI_COMM_WORLD), "%s, %s: ranks differ", what,
+              layout_name[layout]);
         for (size_t i = 0; 0.0 < E && i < COUNT; ++i) {
             double exact = 0.0, mag = 0.0, err;
             for (int r = 0; r < nranks; ++r) {
