@@ -3,7 +3,7 @@
 # memory it allocated, kernels run as coroutines from coll_qtopo_codec_cuda.cu compiled
 # by the C++ compiler) stands in for libcuda.so.1, and the unchanged GPU tests run on
 # it: test_cuda_kernels (the kernels against the CPU codec, bit for bit; the counts up
-# to 4099) and test_gpu_allreduce on 2 ranks (device buffers staged through host memory
+# to 4099; the benchmark's code path on a small buffer) and test_gpu_allreduce on 2 ranks (device buffers staged through host memory
 # in MPI_Allreduce, every layout against the host call). This checks the kernels' logic
 # and the host paths, not a GPU's arithmetic or speed (test/gpu/run.sh on a GPU does).
 # SKIP (77) when qtopo was configured without CUDA or no C++ compiler is found.
@@ -36,7 +36,7 @@ make -s -C "$builddir" test/gpu/test_cuda_kernels test/gpu/test_gpu_allreduce ||
 status=0
 echo "== test_cuda_kernels on the fake driver"
 QTOPO_GPU_EMULATED=1 LD_LIBRARY_PATH="$emu${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}" \
-    timeout 900 "$builddir/test/gpu/test_cuda_kernels" --no-bench || status=1
+    timeout 900 "$builddir/test/gpu/test_cuda_kernels" || status=1
 echo "== test_gpu_allreduce np=2 on the fake driver"
 timeout 300 "$mpirun" --allow-run-as-root --oversubscribe -np 2 \
     -x "OMPI_MCA_mca_base_component_path=$builddir/.libs:SYS_DEFAULT" \

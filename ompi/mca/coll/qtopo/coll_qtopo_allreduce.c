@@ -248,6 +248,8 @@ static void release_scratch(mca_coll_qtopo_module_t *m)
  * above QTOPO_SCRATCH_KEEP_BYTES are not kept between calls. */
 static void release_large_buffers(mca_coll_qtopo_module_t *m)
 {
+    bool pinned = m->scratch_pinned;
+
     if (QTOPO_SCRATCH_KEEP_BYTES < m->scratch_size) {
         release_scratch(m);
     }
@@ -257,7 +259,9 @@ static void release_large_buffers(mca_coll_qtopo_module_t *m)
         m->saved_size = 0;
     }
     if (QTOPO_SCRATCH_KEEP_BYTES < m->staged_size) {
-        free(m->staged);
+        if (!pinned) {
+            free(m->staged); /* else an abandoned attempt's sends may still read it */
+        }
         m->staged = NULL;
         m->staged_size = 0;
     }
@@ -775,7 +779,9 @@ static int run_with_failover(mca_coll_qtopo_module_t *m, const mca_coll_qtopo_se
 static float *staging_buffer(mca_coll_qtopo_module_t *m, size_t bytes)
 {
     if (m->staged_size < bytes) {
-        free(m->staged);
+        if (!m->scratch_pinned) {
+            free(m->staged); /* else an abandoned attempt's sends may still read it */
+        }
         m->staged = malloc(bytes);
         m->staged_size = NULL != m->staged ? bytes : 0;
     }

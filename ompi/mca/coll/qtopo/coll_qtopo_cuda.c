@@ -87,10 +87,16 @@ static const char *driver_why = "not loaded yet";
 /* The kernels of coll_qtopo_codec_cuda.cu, by name. */
 enum { K_ENCODE, K_SCAN, K_APPENDIX, K_VALIDATE, K_DECODE, K_COUNT };
 
-/* The kernels loaded in one context. */
+/* The kernels loaded in one context, and that context's scratch memory (raw flags, raw
+ * offsets, counters), kept between calls: cuMemAlloc and cuMemFree per call would cost
+ * about as much as the kernels on large buffers (cuMemFree also synchronizes). One call
+ * at a time uses it (lock). */
 typedef struct loaded {
     cu_handle_t ctx;
     cu_handle_t fn[K_COUNT];
+    pthread_mutex_t lock;
+    cu_devptr_t scratch;
+    size_t scratch_size;
 } loaded_t;
 
 #if QTOPO_HAVE_CUDA
@@ -211,10 +217,10 @@ int qtopo_cuda_copy(void *dst, const void *src, size_t bytes)
 }
 
 /* The kernels in the current context ctx (loaded on first use); NULL on failure. */
-static const loaded_t *kernels_in(cu_handle_t ctx)
+static loaded_t *kernels_in(cu_handle_t ctx)
 {
 #if QTOPO_HAVE_CUDA
-    const loaded_t *found = NULL;
+    loaded_t *found = NULL;
     pthread_mutex_lock(&modules_lock);
     for (int i = 0; i < nmodules && NULL == found; ++i) {
         found = modules[i].ctx == ctx ? &modules[i] : NULL;
@@ -228,6 +234,9 @@ static const loaded_t *kernels_in(cu_handle_t ctx)
         }
         if (ok) {
             l->ctx = ctx;
+            l->scratch = 0;
+            l->scratch_size = 0;
+            pthread_mutex_init(&l->lock, NULL);
             found = l;
             nmodules++;
         }
@@ -240,10 +249,9 @@ static const loaded_t *kernels_in(cu_handle_t ctx)
 #endif
 }
 
-/* One call's kernels, context and scratch (raw flags, raw offsets, counters). */
+/* One call: its context's kernels and scratch (held), and the kernels' argument. */
 typedef struct run {
-    const loaded_t *k;
-    cu_devptr_t scratch;
+    loaded_t *k;
     qtopo_cuda_job_t job;
 } run_t;
 
@@ -264,8 +272,27 @@ static int launch_warps(run_t *r, int kernel)
                   32 * QTOPO_CUDA_WARPS);
 }
 
-/* Enters the context of `dev_ptr`, finds the kernels and allocates the scratch (all
- * undone on failure; run_end undoes them after success). */
+/* The context's scratch memory grown to `bytes` (k->lock held). */
+static int scratch_reserve(loaded_t *k, size_t bytes)
+{
+    if (k->scratch_size >= bytes) {
+        return 0;
+    }
+    if (0 != k->scratch) {
+        (void) cu.mem_free(k->scratch);
+        k->scratch = 0;
+        k->scratch_size = 0;
+    }
+    if (0 != cu.mem_alloc(&k->scratch, bytes)) {
+        k->scratch = 0;
+        return -1;
+    }
+    k->scratch_size = bytes;
+    return 0;
+}
+
+/* Enters the context of `dev_ptr`, finds the kernels and takes the context's scratch
+ * (all undone on failure; run_end undoes them after success). */
 static int run_begin(run_t *r, const void *dev_ptr, size_t n, const qtopo_codec_params_t *p)
 {
     cu_handle_t ctx;
@@ -279,18 +306,19 @@ static int run_begin(run_t *r, const void *dev_ptr, size_t n, const qtopo_codec_
         return QTOPO_CODEC_ERR_ARG;
     }
     r->k = kernels_in(ctx);
-    if (NULL == r->k || 0 != cu.mem_alloc(&r->scratch, 16 + 12 * nblk)) {
+    if (NULL == r->k) {
         leave_context();
         return QTOPO_CUDA_ERR;
     }
-    if (0 != cu.memset8(r->scratch, 0, 16)) {
-        (void) cu.mem_free(r->scratch);
+    pthread_mutex_lock(&r->k->lock);
+    if (0 != scratch_reserve(r->k, 16 + 12 * nblk) || 0 != cu.memset8(r->k->scratch, 0, 16)) {
+        pthread_mutex_unlock(&r->k->lock);
         leave_context();
         return QTOPO_CUDA_ERR;
     }
-    r->job.counters = r->scratch;
-    r->job.rawoff = r->scratch + 16;
-    r->job.rawflag = r->scratch + 16 + 8 * nblk;
+    r->job.counters = r->k->scratch;
+    r->job.rawoff = r->k->scratch + 16;
+    r->job.rawflag = r->k->scratch + 16 + 8 * nblk;
     r->job.n = n;
     r->job.nblocks = nblk;
     r->job.fixed = qtopo_codec_fixed_size(n, p);
@@ -300,11 +328,11 @@ static int run_begin(run_t *r, const void *dev_ptr, size_t n, const qtopo_codec_
     return QTOPO_CODEC_OK;
 }
 
-/* Waits for the kernels, frees the scratch, leaves the context; rc or a CUDA error. */
+/* Waits for the kernels, releases the scratch, leaves the context; rc or a CUDA error. */
 static int run_end(run_t *r, int rc)
 {
     int sync = cu.ctx_sync();
-    (void) cu.mem_free(r->scratch);
+    pthread_mutex_unlock(&r->k->lock);
     leave_context();
     return QTOPO_CODEC_OK == rc && 0 != sync ? QTOPO_CUDA_ERR : rc;
 }

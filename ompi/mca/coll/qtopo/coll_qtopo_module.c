@@ -82,13 +82,13 @@ static void qtopo_module_destruct(mca_coll_qtopo_module_t *m)
     /* a failed call may have left sends detached that still read these (pinned) */
     if (!m->scratch_pinned) {
         free(m->scratch);
+        free(m->staged); /* a staged call's input and output: send buffers too */
     }
     if (!m->agree_buf_pinned) {
         free(m->agree_buf);
     }
     free(m->labels);
     free(m->saved);
-    free(m->staged);
     qtopo_ef_store_destroy(m->ef);
     free(m->rules_text);
     qtopo_nodes_free(&m->nodes);
