@@ -7,6 +7,10 @@
  * device output, and rank 0 on the device while the others stay in host memory) must
  * give exactly the bits of the same call on host buffers, be the same on every rank, run
  * in qtopo (calls_handled), and, in the error-bounded mode, stay within the bound.
+ * --handed-on (run with coll_qtopo_cuda 0; only on the fake driver of test/gpu/emu,
+ * whose "device memory" the previous component can read): every layout's call is handed
+ * on by every rank, also by the host-memory ranks of the mixed layout (the memory kind
+ * is agreed), and the result is the previous component's, the same on every rank.
  * Exit 77 (SKIP) without a GPU.
  */
 
@@ -77,6 +81,21 @@ static void call(int layout, const float *x, float *y)
     cuMemcpyDtoH(y, dy, bytes);
 }
 
+/* --handed-on: every layout goes to the previous component on every rank. */
+static void check_handed_on(const float *x)
+{
+    float *y = malloc(COUNT * sizeof(float));
+    for (int layout = 0; layout < NLAYOUTS; ++layout) {
+        unsigned long h0 = mpit_counter("calls_handled"), f0 = mpit_counter("calls_fallback");
+        call(layout, x, y);
+        CHECK(mpit_counter("calls_handled") == h0 && mpit_counter("calls_fallback") == f0 + 1,
+              "%s: not handed on by this rank", layout_name[layout]);
+        CHECK(mpit_same_everywhere(y, COUNT, MPI_COMM_WORLD), "%s: ranks differ",
+              layout_name[layout]);
+    }
+    free(y);
+}
+
 /* Every layout against the host call with the current parameters; E > 0: the bound. */
 static void check_setting(const char *what, const float *x, double E)
 {
@@ -115,10 +134,25 @@ static void check_setting(const char *what, const float *x, double E)
     free(y);
 }
 
+/* Lossless, 8-bit nearest, error-bounded 1e-3: every layout. */
+static void check_settings(const float *x)
+{
+    int bits = 32, zero = 0;
+    double E = 1e-3, none = 0.0;
+    mpit_cvar_write("bits", &bits);
+    check_setting("lossless", x, 0.0);
+    bits = 8;
+    mpit_cvar_write("bits", &bits);
+    mpit_cvar_write("rounding", &zero);
+    check_setting("8-bit nearest", x, 0.0);
+    mpit_cvar_write("error_bound", &E);
+    check_setting("error bound 1e-3", x, E);
+    mpit_cvar_write("error_bound", &none);
+}
+
 int main(int argc, char **argv)
 {
-    int ndev = 0, bits, skip, any_skip, zero = 0, rc;
-    double E = 1e-3, none = 0.0;
+    int ndev = 0, skip, any_skip, rc;
     CUcontext ctx;
     float *x;
     MPI_Init(&argc, &argv);
@@ -143,20 +177,15 @@ int main(int argc, char **argv)
     for (size_t i = 0; i < COUNT; ++i) {
         x[i] = value(rank, i);
     }
-    bits = 32;
-    mpit_cvar_write("bits", &bits);
-    check_setting("lossless", x, 0.0);
-    bits = 8;
-    mpit_cvar_write("bits", &bits);
-    mpit_cvar_write("rounding", &zero);
-    check_setting("8-bit nearest", x, 0.0);
-    mpit_cvar_write("error_bound", &E);
-    check_setting("error bound 1e-3", x, E);
-    mpit_cvar_write("error_bound", &none);
+    if (2 == argc && 0 == strcmp(argv[1], "--handed-on")) {
+        check_handed_on(x);
+    } else {
+        check_settings(x);
+    }
     free(x);
     cuMemFree(dx);
     cuMemFree(dy);
-    rc = mpit_summary("test_gpu_allreduce");
+    rc = mpit_summary(argc > 1 ? argv[1] : "test_gpu_allreduce");
     MPI_Finalize();
     return rc;
 }
