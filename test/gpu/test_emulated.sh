@@ -7,7 +7,8 @@
 # (device buffers staged through host memory in MPI_Allreduce, every layout against the
 # host call) and on 3 ranks with coll_qtopo_cuda 0 (every rank hands every layout on,
 # said once). This checks the kernels' logic and the host paths, not a GPU's arithmetic
-# or speed (test/gpu/run.sh on a GPU does).
+# or speed (test/gpu/run.sh on a GPU does). QTOPO_ELEM_GPU_NAN: the kernels take the
+# GPU's branch of qtopo_elem_add (NaN bits rebuilt as the CPU makes them) here too.
 # SKIP (77) when qtopo was configured without CUDA or no C++ compiler is found.
 set -u
 
@@ -30,6 +31,7 @@ done
 [ -n "$cxx" ] || skip "no C++ compiler for the fake CUDA driver (apt-get install g++)"
 mkdir -p "$emu"
 "$cxx" -std=c++17 -O2 -ffp-contract=off -fPIC -shared -Wl,-soname,libcuda.so.1 \
+    -DQTOPO_ELEM_GPU_NAN=1 \
     -I"$srcdir/ompi/mca/coll/qtopo" -o "$emu/libcuda.so.1" "$srcdir/test/gpu/emu/fake_driver.cpp" ||
     { echo "FAIL: building the fake CUDA driver"; exit 1; }
 make -s -C "$builddir" test/gpu/test_cuda_kernels test/gpu/test_gpu_allreduce ||

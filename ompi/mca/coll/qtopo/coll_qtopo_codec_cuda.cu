@@ -207,7 +207,7 @@ extern "C" __global__ void qtopo_k_encode(qtopo_cuda_job_t j)
     if (0 != j.residual) {
         res = (float *) j.residual + off;
         for (size_t i = (size_t) lane; i < len; i += 32) {
-            res[i] = x[i] + res[i];
+            res[i] = qtopo_elem_add(x[i], res[i]);
         }
         __syncwarp();
         x = res;
@@ -340,7 +340,7 @@ extern "C" __global__ void qtopo_k_decode(qtopo_cuda_job_t j)
         for (size_t i = (size_t) lane; i < len; i += 32) {
             uint32_t w = load_u32(a + 4 * i);
             if (j.add) {
-                out[i] = out[i] + qtopo_elem_u2f(w);
+                out[i] = qtopo_elem_add(out[i], qtopo_elem_u2f(w));
             } else {
                 ((uint32_t *) out)[i] = w; /* bit for bit, NaN payloads too */
             }
@@ -354,7 +354,7 @@ extern "C" __global__ void qtopo_k_decode(qtopo_cuda_job_t j)
     if (16 != j.bits && 0.0f == scale) {
         /* one value: mid itself, bit for bit (the CPU's const_block) */
         for (size_t i = (size_t) lane; i < len; i += 32) {
-            out[i] = j.add ? out[i] + mid : mid;
+            out[i] = j.add ? qtopo_elem_add(out[i], mid) : mid;
         }
         return;
     }

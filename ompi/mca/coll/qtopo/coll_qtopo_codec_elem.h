@@ -225,6 +225,37 @@ QTOPO_HD float qtopo_elem_dequant(uint32_t code, const qtopo_dqblock_t *d)
     return d->mid + v;
 }
 
+/*
+ * a + b with the CPU's NaN bits. The CPU codec adds in scalar SSE code (x86-64) or AVX2,
+ * where a NaN operand comes out quieted (the first one, a, when both are NaN) and an
+ * invalid sum (Inf - Inf) gives the default NaN 0xffc00000; a GPU returns 0x7fffffff
+ * for all of them. On the GPU (QTOPO_ELEM_GPU_NAN, set for nvcc's device pass) the
+ * CPU's bits are rebuilt; on the CPU this is a + b. Every sum in the codec that can
+ * meet a NaN (error feedback's x + residual, decode_add) goes through it.
+ */
+#if defined(__CUDA_ARCH__) && !defined(QTOPO_ELEM_GPU_NAN)
+#define QTOPO_ELEM_GPU_NAN 1
+#endif
+
+QTOPO_HD float qtopo_elem_add(float a, float b)
+{
+#if defined(QTOPO_ELEM_GPU_NAN)
+    float r = a + b;
+    if (!isnan(r)) {
+        return r;
+    }
+    if (isnan(a)) {
+        return qtopo_elem_u2f(qtopo_elem_f2u(a) | 0x00400000u);
+    }
+    if (isnan(b)) {
+        return qtopo_elem_u2f(qtopo_elem_f2u(b) | 0x00400000u);
+    }
+    return qtopo_elem_u2f(0xffc00000u);
+#else
+    return a + b;
+#endif
+}
+
 /* ---- groups of up to 8 elements ----------------------------------------------------- */
 
 /* The packed codes of count <= 8 elements (b <= 8): count * bits bits, LSB first. */
@@ -261,7 +292,7 @@ QTOPO_HD void qtopo_elem_dequant8(uint64_t packed, int count, const qtopo_dqbloc
     uint64_t u = qtopo_codec_unpack8(packed, d->bits);
     for (int i = 0; i < count; ++i) {
         float v = qtopo_elem_dequant((uint32_t) (u >> (8 * i)) & 0xffu, d);
-        out[i] = add ? out[i] + v : v;
+        out[i] = add ? qtopo_elem_add(out[i], v) : v;
     }
 }
 
@@ -278,7 +309,7 @@ QTOPO_HD void qtopo_elem_dequant_group(const uint8_t *codes, int count, const qt
     for (int i = 0; i < count; ++i) {
         uint32_t w = ((uint32_t) codes[2 * i] | ((uint32_t) codes[2 * i + 1] << 8)) ^ d->sign;
         float v = qtopo_elem_u2f(w << 16);
-        out[i] = add ? out[i] + v : v;
+        out[i] = add ? qtopo_elem_add(out[i], v) : v;
     }
 }
 
