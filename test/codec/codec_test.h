@@ -77,4 +77,40 @@ static inline double rng_student3(uint64_t *s) /* Student-t, 3 degrees of freedo
     return rng_gauss(s) / sqrt(v / 3.0);
 }
 
+/* Data for bit-identity tests (test_golden, test/gpu): integer arithmetic only (no libm
+ * rounding), so the same on every machine. */
+/* A float from integers only: heavy-tailed magnitudes, both signs, exact zeros,
+ * and per-block specials (NaN, Inf, -0.0, a constant block) in `kind` 1. */
+static inline float datum(uint64_t *s, size_t i, int kind)
+{
+    uint64_t r = rng_next(s);
+    int e = (int) (r % 23) - 11;            /* 2^-11 .. 2^11 */
+    float m = (float) ((r >> 8) & 0xffffff) * 0x1p-24f + 0.5f;
+    float v = (r >> 40) & 1 ? -m : m;
+    if (1 == kind && 300 <= i && i < 340) {
+        return -0.0f;
+    }
+    if (1 == kind && 600 <= i && i < 900) {
+        return 3.25f;
+    }
+    if (1 == kind && 1500 == i) {
+        return NAN;
+    }
+    if (1 == kind && 2600 == i) {
+        return -INFINITY;
+    }
+    if (0 == (r >> 50) % 17) {
+        return 0.0f;
+    }
+    return ldexpf(v, 0 == kind ? e / 4 : e);
+}
+
+static inline void fill_data(float *x, size_t n, int kind, uint64_t seed)
+{
+    uint64_t s = seed | 1;
+    for (size_t i = 0; i < n; ++i) {
+        x[i] = datum(&s, i, kind);
+    }
+}
+
 #endif /* QTOPO_CODEC_TEST_H */

@@ -2,6 +2,7 @@
  * MPI_T access to qtopo's counters and parameters by name (see mpit.h).
  */
 
+#include <stdint.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -47,6 +48,19 @@ static int find_var(const char *name, int is_pvar)
     fprintf(stderr, "MPI_T variable %s not found: is coll/qtopo loaded?\n", name);
     MPI_Abort(MPI_COMM_WORLD, 2);
     return -1;
+}
+
+int mpit_same_everywhere(const float *y, size_t count, MPI_Comm comm)
+{
+    uint64_t h = 1469598103934665603ULL, lo, hi;
+    const unsigned char *b = (const unsigned char *) y;
+
+    for (size_t i = 0; i < count * sizeof(float); ++i) {
+        h = (h ^ b[i]) * 1099511628211ULL;
+    }
+    MPI_Allreduce(&h, &lo, 1, MPI_UINT64_T, MPI_MIN, comm);
+    MPI_Allreduce(&h, &hi, 1, MPI_UINT64_T, MPI_MAX, comm);
+    return lo == hi;
 }
 
 int mpit_summary(const char *what)

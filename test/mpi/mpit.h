@@ -30,6 +30,10 @@ extern int mpit_passed, mpit_failed, mpit_rank;
  * Returns this rank's exit status. */
 int mpit_summary(const char *what);
 
+/* 1 when y[0..count) holds the same bits on every rank of comm (a 64-bit hash of the
+ * bytes, MIN and MAX over the ranks). Collective. */
+int mpit_same_everywhere(const float *y, size_t count, MPI_Comm comm);
+
 /* Starts MPI_T and a pvar session; aborts if qtopo's variables are missing. */
 void mpit_open(void);
 /* Current value of the counter coll_qtopo_<name>. */

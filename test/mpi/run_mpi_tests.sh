@@ -269,6 +269,11 @@ for algo in "flat" "hier --mca coll_qtopo_node_size 2"; do
     run_case "np=4 $algo: transport fails on rank 1 at call 2" 4 $on \
         --mca coll_qtopo_fault xport:1:2 --mca coll_qtopo_algorithm $algo "$atest" --fault-xport
 done
+# a GPU buffer one rank cannot run (memory kind in the agreement): handed on everywhere
+run_case "np=4: rank 1 has an unusable GPU buffer at call 2" 4 $on \
+    --mca coll_qtopo_fault device:1:2 "$atest" --fault-device
+expect_output "np=3: an unusable GPU buffer is reported" "GPU buffer that qtopo cannot run" 3 \
+    $on --mca coll_qtopo_fault device:2:2 "$atest" --fault-device
 run_case "np=4 node_size=2 8-bit: transport fails on rank 1 at call 2" 4 $on \
     --mca coll_qtopo_bits 8 --mca coll_qtopo_node_size 2 --mca coll_qtopo_fault xport:1:2 \
     "$atest" --fault-xport

@@ -75,20 +75,6 @@ static double gamma_of(int k)
     return ku / (1.0 - ku);
 }
 
-/* 64-bit hash of the result's bytes: equal on every rank iff (almost surely) identical */
-static int same_everywhere(const float *y, size_t count, MPI_Comm comm)
-{
-    uint64_t h = 1469598103934665603ULL, lo, hi;
-    const unsigned char *b = (const unsigned char *) y;
-
-    for (size_t i = 0; i < count * sizeof(float); ++i) {
-        h = (h ^ b[i]) * 1099511628211ULL;
-    }
-    MPI_Allreduce(&h, &lo, 1, MPI_UINT64_T, MPI_MIN, comm);
-    MPI_Allreduce(&h, &hi, 1, MPI_UINT64_T, MPI_MAX, comm);
-    return lo == hi;
-}
-
 /* One call of `kind` data with the current parameters; E_abs is the absolute bound the
  * result must meet (relative mode: E * max |exact|, computed here). */
 static void check_call(int kind, double E, int mode, size_t count, int L, const char *what)
@@ -131,7 +117,7 @@ static void check_call(int kind, double E, int mode, size_t count, int L, const 
     CHECK(0 == off_guarantee && 0 == off_e,
           "%s %s E=%g (%s): %zu elements beyond the guarantee, %zu beyond %g (worst %g)", what,
           kind_name[kind], E, EB_REL == mode ? "rel" : "abs", off_guarantee, off_e, Eabs, worst);
-    CHECK(same_everywhere(y, count, MPI_COMM_WORLD), "%s %s E=%g: ranks differ", what,
+    CHECK(mpit_same_everywhere(y, count, MPI_COMM_WORLD), "%s %s E=%g: ranks differ", what,
           kind_name[kind], E);
     CHECK(mpit_counter("calls_quantized") == q0 + 1, "%s: the call was not quantized", what);
     free(x);

@@ -112,6 +112,21 @@ typedef struct mca_coll_qtopo_counters_t {
     unsigned long usec_agree;      /* in the per-call agreement (not in usec_total) */
 } mca_coll_qtopo_counters_t;
 
+/* Values of coll_qtopo_cuda. */
+enum {
+    QTOPO_CUDA_OFF = 0,  /* calls with device buffers are handed on */
+    QTOPO_CUDA_AUTO = 1, /* device buffers are staged through host memory when the driver
+                          * is there */
+};
+
+/* Memory kind of one rank's buffers in a call, agreed (coll_qtopo_agree.c: MAX over the
+ * ranks decides). */
+enum {
+    QTOPO_MEM_HOST = 0,     /* host memory (or no CUDA driver: see coll_qtopo_allreduce.c) */
+    QTOPO_MEM_STAGED = 1,   /* a device buffer, copied to host and back by this rank */
+    QTOPO_MEM_UNUSABLE = 2, /* a device buffer this rank cannot run: every rank hands on */
+};
+
 /* Values of coll_qtopo_transport and coll_qtopo_rail_policy. */
 enum {
     QTOPO_TRANSPORT_AUTO = 0, /* rails when UCX and >= 2 usable rails, else the PML */
@@ -142,6 +157,7 @@ typedef struct mca_coll_qtopo_component_t {
     bool error_feedback;
     size_t ef_max_bytes;
     size_t scratch_max; /* scratch memory of one call, bytes (0: no limit) */
+    int cuda; /* QTOPO_CUDA_*: what qtopo does with device buffers */
     int algorithm;
     int exact;
     size_t hier_min_bytes;
@@ -219,6 +235,10 @@ typedef struct mca_coll_qtopo_module_t {
     /* a copy of an in-place call's input while it runs on rails, for a redo */
     float *saved;
     size_t saved_size;
+    /* host copy of a call's device buffer (QTOPO_MEM_STAGED) */
+    float *staged;
+    size_t staged_size;
+    bool device_warned; /* "device buffers are handed on" was said */
 
     mca_coll_qtopo_counters_t counters; /* this communicator's share */
     int comm_size, comm_rank;
@@ -247,9 +267,9 @@ void mca_coll_qtopo_count(mca_coll_qtopo_module_t *m, const mca_coll_qtopo_count
 bool mca_coll_qtopo_fault(const char *what, int rank, uint64_t call);
 
 /* coll_qtopo_agree.c */
-/* Words of the agreement vector besides the node labels: ready, count, call, the
- * settings, and one MIN-reduced word per rail (coll_qtopo_rails.h). */
-#define QTOPO_AGREE_FIXED (5 + 2 * QTOPO_NSETTINGS + QTOPO_RAILS_MAX)
+/* Words of the agreement vector besides the node labels: ready, count, call, memory
+ * kind, the settings, and one MIN-reduced word per rail (coll_qtopo_rails.h). */
+#define QTOPO_AGREE_FIXED (7 + 2 * QTOPO_NSETTINGS + QTOPO_RAILS_MAX)
 
 /* What the agreement decided for a call. */
 typedef enum {
@@ -260,8 +280,10 @@ typedef enum {
 } mca_coll_qtopo_verdict_t;
 
 /*
- * The per-call agreement (protocol at the top of coll_qtopo_agree.c). ready: this rank
- * can run the call (memory, valid settings); labels: when not NULL, this rank's node
+ * The per-call agreement (protocol at the top of coll_qtopo_agree.c). memkind: this
+ * rank's QTOPO_MEM_* (a device buffer this rank cannot run hands the call on
+ * everywhere); ready: this rank can run the call (memory, valid settings); labels:
+ * when not NULL, this rank's node
  * label is exchanged too and labels[0..size) receives every rank's; rail_words: this
  * rank's QTOPO_RAILS_MAX words for the rails, replaced by their MIN over all ranks when
  * the agreement completes (any verdict but off).
@@ -269,7 +291,8 @@ typedef enum {
 mca_coll_qtopo_verdict_t mca_coll_qtopo_agree(mca_coll_qtopo_module_t *m,
                                               struct ompi_communicator_t *comm,
                                               const mca_coll_qtopo_settings_t *s, size_t count,
-                                              bool ready, int *labels, uint64_t *rail_words);
+                                              int memkind, bool ready, int *labels,
+                                              uint64_t *rail_words);
 /* What a wait watches for besides its request (flags of mca_coll_qtopo_wait_watched). */
 #define QTOPO_WATCH_FOREIGN 1  /* a rank running MPI_Allreduce through another component */
 #define QTOPO_WATCH_FAILOVER 2 /* a rail-failover notice of the running call */

@@ -8,9 +8,10 @@
  *
  *   1. Each rank that would run the call with qtopo (float sum, count * 4 >= min_bytes,
  *      qtopo not off) fills a vector of 64-bit words: ready (1/0), count, call number,
- *      each wire-affecting setting (QTOPO_SET_*), one word per rail (the rates behind
- *      the adaptive rail weights, coll_qtopo_rails.h: only MIN is used there) and, on
- *      the first call, its node label. Every value v of the first four kinds is
+ *      each wire-affecting setting (QTOPO_SET_*), the memory kind of its buffers
+ *      (QTOPO_MEM_*), one word per rail (the rates behind the adaptive rail weights,
+ *      coll_qtopo_rails.h: only MIN is used there) and, on the first call, its node
+ *      label. Every value v of the first five kinds is
  *      sent as v and ~v, and the vector is reduced with MIN: MIN(v) and ~MIN(~v) are
  *      the smallest and the largest value over all ranks, so one reduction shows both
  *      whether a value differs and its range.
@@ -21,7 +22,10 @@
  *   3. Verdict, the same on every rank since every rank holds the same reduced vector:
  *      the call number differs -> qtopo off on this communicator from now on; a
  *      setting or the count differ -> this call is handed on, with one message naming
- *      what differs; a rank not ready -> this call is handed on; else run.
+ *      what differs; some rank has a device buffer it cannot run (memory kind MAX is
+ *      QTOPO_MEM_UNUSABLE) -> this call is handed on, said once; a rank not ready ->
+ *      this call is handed on; else run. Memory kinds may differ between ranks (host
+ *      on one, a staged device buffer on another): each rank's staging is local.
  *      The node labels of the first call give every rank the node map.
  *   4. A verdict other than "run" is followed by one more round trip (confirm) before
  *      any rank hands the call on, so that no rank still in the agreement meets the
@@ -97,7 +101,8 @@ enum {
     AG_COUNT,  /* and ~count at AG_COUNT + 1 */
     AG_CALL = AG_COUNT + 2, /* and ~call */
     AG_SETTINGS = AG_CALL + 2, /* 2 words per setting */
-    AG_RAILS = AG_SETTINGS + 2 * QTOPO_NSETTINGS, /* QTOPO_RAILS_MAX words, MIN only */
+    AG_MEMKIND = AG_SETTINGS + 2 * QTOPO_NSETTINGS, /* and ~memkind: may differ */
+    AG_RAILS = AG_MEMKIND + 2, /* QTOPO_RAILS_MAX words, MIN only */
 };
 
 /* How often a waiting loop looks for notices (every that many polls of its request). */
@@ -187,8 +192,8 @@ static bool pair_differs(const uint64_t *v, int i)
 }
 
 static void fill_vector(const mca_coll_qtopo_module_t *m, const mca_coll_qtopo_settings_t *s,
-                        size_t count, bool ready, const int *labels, const uint64_t *rail_words,
-                        int size, uint64_t *v)
+                        size_t count, int memkind, bool ready, const int *labels,
+                        const uint64_t *rail_words, int size, uint64_t *v)
 {
     int i;
 
@@ -198,6 +203,7 @@ static void fill_vector(const mca_coll_qtopo_module_t *m, const mca_coll_qtopo_s
     for (i = 0; i < QTOPO_NSETTINGS; ++i) {
         put_pair(v, AG_SETTINGS + 2 * i, s->wire[i]);
     }
+    put_pair(v, AG_MEMKIND, (uint64_t) memkind);
     memcpy(v + AG_RAILS, rail_words, QTOPO_RAILS_MAX * sizeof(*v));
     if (NULL != labels) {
         /* the other ranks' labels are unknown here: UINT64_MAX leaves them to MIN */
@@ -349,20 +355,31 @@ static mca_coll_qtopo_verdict_t verdict_of(mca_coll_qtopo_module_t *m,
         }
     }
     m->reported_mismatch = 0;
+    if (QTOPO_MEM_UNUSABLE == ~v[AG_MEMKIND + 1]) {
+        if (!m->device_warned && 0 == m->comm_rank) {
+            opal_output(0, "coll:qtopo: %s: a rank passes MPI_Allreduce a GPU buffer that qtopo "
+                        "cannot run there (coll_qtopo_cuda = 0, qtopo built without CUDA, or no "
+                        "host memory for the copy); such calls run through the previous "
+                        "component, on every rank", comm->c_name);
+        }
+        m->device_warned = true;
+        return QTOPO_HAND_ON;
+    }
     return 1 == v[AG_READY] ? QTOPO_RUN : QTOPO_HAND_ON;
 }
 
 mca_coll_qtopo_verdict_t mca_coll_qtopo_agree(mca_coll_qtopo_module_t *m,
                                               struct ompi_communicator_t *comm,
                                               const mca_coll_qtopo_settings_t *s, size_t count,
-                                              bool ready, int *labels, uint64_t *rail_words)
+                                              int memkind, bool ready, int *labels,
+                                              uint64_t *rail_words)
 {
     int size = ompi_comm_size(comm), n = QTOPO_AGREE_FIXED + (NULL != labels ? size : 0);
     mca_coll_qtopo_verdict_t verdict;
     uint64_t *v = m->agree_buf;
     int rc;
 
-    fill_vector(m, s, count, ready, labels, rail_words, size, v);
+    fill_vector(m, s, count, memkind, ready, labels, rail_words, size, v);
     rc = disseminate(m, comm, v, n, QTOPO_WATCH_FOREIGN);
     if (OMPI_SUCCESS == rc) {
         memcpy(rail_words, v + AG_RAILS, QTOPO_RAILS_MAX * sizeof(*v));

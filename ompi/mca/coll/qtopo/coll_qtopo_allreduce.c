@@ -13,6 +13,18 @@
  * algorithms then do depends only on agreed values (count, settings, node map, call
  * number), never on buffer addresses, timings or local state. Error-feedback state is
  * local, but it only changes the values a rank encodes, never the path.
+ *
+ * GPU buffers (memory kind): a device pointer is never read as host memory. Each rank
+ * classifies its buffers (coll_qtopo_cuda.h: the CUDA driver's pointer attributes) and
+ * the class goes into the agreement (QTOPO_MEM_*): a rank that cannot run its device
+ * buffer (coll_qtopo_cuda 0, qtopo built without CUDA, no memory for the copy, a failed
+ * copy) makes every rank hand the call on; otherwise a rank with a device buffer copies
+ * it to host memory before the agreement, runs the host algorithm on the copy, and
+ * copies the result back. Without the CUDA driver no buffer can be classified as device
+ * memory, and all are taken as host memory: that is sound because only a CUDA-aware MPI
+ * accepts device pointers in MPI_Allreduce (Debian's Open MPI 4.1 is not), and a
+ * CUDA-aware one needs the driver, which qtopo then finds. (Quantizing on the GPU and
+ * pipelining encoded segments with the network is not done yet: README, GPU buffers.)
  */
 
 #include "ompi_config.h"
@@ -26,6 +38,7 @@
 
 #include "coll_qtopo.h"
 #include "coll_qtopo_algo.h"
+#include "coll_qtopo_cuda.h"
 #if QTOPO_HAVE_UCX
 #include "coll_qtopo_rails.h"
 #endif
@@ -47,6 +60,8 @@ typedef struct qtopo_call {
     uint64_t index; /* eligible call number on the communicator */
     bool hier;     /* split-rail */
     void *scratch;
+    int memkind;   /* this rank's QTOPO_MEM_* */
+    const void *ef_key; /* the user's send buffer: keys error-feedback residuals */
 } qtopo_call_t;
 
 /* MPI_FLOAT, and the Fortran MPI_REAL and MPI_REAL4 where they are 4-byte floats in
@@ -270,10 +285,12 @@ static void release_scratch(mca_coll_qtopo_module_t *m)
     m->scratch_size = 0;
 }
 
-/* Scratch memory and the copy of an in-place input above QTOPO_SCRATCH_KEEP_BYTES are
- * not kept between calls. */
+/* Scratch memory, the copy of an in-place input and the host copy of a device buffer
+ * above QTOPO_SCRATCH_KEEP_BYTES are not kept between calls. */
 static void release_large_buffers(mca_coll_qtopo_module_t *m)
 {
+    bool pinned = m->scratch_pinned;
+
     if (QTOPO_SCRATCH_KEEP_BYTES < m->scratch_size) {
         release_scratch(m);
     }
@@ -281,6 +298,13 @@ static void release_large_buffers(mca_coll_qtopo_module_t *m)
         free(m->saved);
         m->saved = NULL;
         m->saved_size = 0;
+    }
+    if (QTOPO_SCRATCH_KEEP_BYTES < m->staged_size) {
+        if (!pinned) {
+            free(m->staged); /* else an abandoned attempt's sends may still read it */
+        }
+        m->staged = NULL;
+        m->staged_size = 0;
     }
 }
 
@@ -374,8 +398,8 @@ static bool prepare_call(mca_coll_qtopo_module_t *m, const mca_coll_qtopo_settin
         return false;
     }
     choose_setting(m, s, count * sizeof(float), call);
-    if (exact_handed_on(m, s, call, count * sizeof(float))) {
-        return false; /* the first call (later ones: skip_exact_call) */
+    if (QTOPO_MEM_HOST == call->memkind && exact_handed_on(m, s, call, count * sizeof(float))) {
+        return false; /* the first call (later ones: skip_exact_call); host buffers only */
     }
     call->hier = use_hier(m, s, call, count * sizeof(float));
     if (mca_coll_qtopo_fault("alloc", m->comm_rank, call->index)) {
@@ -410,13 +434,13 @@ static mca_coll_qtopo_verdict_t agree_first_call(mca_coll_qtopo_module_t *m,
     /* no rails yet: nothing to offer */
     memset(none, 0xff, sizeof(none));
     m->labels[m->comm_rank] = mca_coll_qtopo_topo_label(comm, mca_coll_qtopo_component.node_size);
-    v = mca_coll_qtopo_agree(m, comm, s, count, s->valid, m->labels, none);
+    v = mca_coll_qtopo_agree(m, comm, s, count, call->memkind, s->valid, m->labels, none);
     if (QTOPO_RUN != v) {
         return v;
     }
     ready = 0 == mca_coll_qtopo_topo_build(m, comm, m->labels)
             && prepare_call(m, s, comm, count, call);
-    v = mca_coll_qtopo_agree(m, comm, s, count, ready, NULL, none);
+    v = mca_coll_qtopo_agree(m, comm, s, count, call->memkind, ready, NULL, none);
     if (QTOPO_RUN != v) {
         /* some rank has no node map: every rank starts over on the next call */
         qtopo_nodes_free(&m->nodes);
@@ -463,8 +487,8 @@ static mca_coll_qtopo_verdict_t agree_call(mca_coll_qtopo_module_t *m,
         v = agree_first_call(m, comm, s, count, call);
     } else {
         offer_rail_words(m, words);
-        v = mca_coll_qtopo_agree(m, comm, s, count, prepare_call(m, s, comm, count, call), NULL,
-                                 words);
+        v = mca_coll_qtopo_agree(m, comm, s, count, call->memkind,
+                                 prepare_call(m, s, comm, count, call), NULL, words);
         if (QTOPO_OFF != v) {
             accept_rail_words(m, comm, words);
         }
@@ -478,7 +502,7 @@ static mca_coll_qtopo_verdict_t agree_call(mca_coll_qtopo_module_t *m,
 /* The error-feedback residual of this (communicator, buffer, count), or NULL. Local:
  * without it this rank encodes its values as they are, on the same path. */
 static float *ef_residual(mca_coll_qtopo_module_t *m, struct ompi_communicator_t *comm,
-                          const mca_coll_qtopo_settings_t *s, const float *src, size_t count,
+                          const mca_coll_qtopo_settings_t *s, const void *src, size_t count,
                           bool hier)
 {
     int width = hier_width(m), l = m->nodes.local_rank;
@@ -709,7 +733,7 @@ static int run_call(mca_coll_qtopo_module_t *m, const mca_coll_qtopo_settings_t 
     fill_sra_args(s, comm, call, &a);
     /* error feedback would add last call's residual, outside the error bound */
     if (32 != call->bits && s->error_feedback && QTOPO_EB_OFF == call->eb_mode) {
-        a.residual = ef_residual(m, comm, s, src, count, call->hier);
+        a.residual = ef_residual(m, comm, s, call->ef_key, count, call->hier);
     }
     fail = mca_coll_qtopo_fault("xport", m->comm_rank, call->index);
     if (call->hier) {
@@ -839,13 +863,16 @@ static int run_with_failover(mca_coll_qtopo_module_t *m, const mca_coll_qtopo_se
 
 /* An exact call handed on without an agreement: once the node map is known, every rank
  * decides it alike from agreed values. It counts as a call, as it would have after an
- * agreement, so the ratio schedule moves on. */
+ * agreement, so the ratio schedule moves on. Device buffers are never handed on here (the
+ * previous component may not read device memory): such calls go through the agreement and
+ * are staged; a call with device buffers on some ranks only is caught by the agreement's
+ * "ranks that do not take part" path. */
 static bool skip_exact_call(mca_coll_qtopo_module_t *m, const mca_coll_qtopo_settings_t *s,
-                            size_t count)
+                            const float *src, const float *rbuf, size_t count)
 {
     qtopo_call_t call;
 
-    if (!m->topo_ready || !s->valid) {
+    if (!m->topo_ready || !s->valid || qtopo_cuda_is_device(src) || qtopo_cuda_is_device(rbuf)) {
         return false;
     }
     choose_setting(m, s, count * sizeof(float), &call);
@@ -871,6 +898,68 @@ static mca_coll_qtopo_verdict_t timed_agree_call(mca_coll_qtopo_module_t *m,
     return v;
 }
 
+/* ---- GPU buffers (the memory-kind rule at the top of this file) ------------------- */
+
+/* This rank's host copy of a device buffer of `bytes`, grown as needed; NULL if out of
+ * memory. */
+static float *staging_buffer(mca_coll_qtopo_module_t *m, size_t bytes)
+{
+    if (m->staged_size < bytes) {
+        if (!m->scratch_pinned) {
+            free(m->staged); /* else an abandoned attempt's sends may still read it */
+        }
+        m->staged = malloc(bytes);
+        m->staged_size = NULL != m->staged ? bytes : 0;
+    }
+    return m->staged;
+}
+
+/* Classifies this rank's buffers and, for device buffers it can run, makes the host
+ * buffers the call will run on (*src_h, *rbuf_h) and copies the input there, all before
+ * the agreement, so that any failure here is agreed (QTOPO_MEM_UNUSABLE) rather than
+ * met by one rank alone. An input on the device and an output in host memory: the input
+ * is copied into the output, which is then reduced in place. */
+static int stage_in(mca_coll_qtopo_module_t *m, const float *src, float *rbuf, size_t count,
+                    const float **src_h, float **rbuf_h)
+{
+    size_t bytes = count * sizeof(float);
+    bool src_dev = qtopo_cuda_is_device(src), rbuf_dev = src == rbuf ? src_dev
+                                                                     : qtopo_cuda_is_device(rbuf);
+    float *host;
+
+    *src_h = src;
+    *rbuf_h = rbuf;
+    if (mca_coll_qtopo_fault("device", m->comm_rank, m->ncalls)) {
+        return QTOPO_MEM_UNUSABLE; /* test-only: as if this rank had such a buffer */
+    }
+    if (!src_dev && !rbuf_dev) {
+        return QTOPO_MEM_HOST;
+    }
+    if (QTOPO_CUDA_AUTO != mca_coll_qtopo_component.cuda || !qtopo_cuda_kernels_built()) {
+        return QTOPO_MEM_UNUSABLE;
+    }
+    host = rbuf_dev ? staging_buffer(m, bytes) : rbuf;
+    if (NULL == host) {
+        return QTOPO_MEM_UNUSABLE;
+    }
+    if (src_dev && QTOPO_CODEC_OK != qtopo_cuda_copy(host, src, bytes)) {
+        return QTOPO_MEM_UNUSABLE;
+    }
+    *rbuf_h = host;
+    *src_h = src_dev ? host : src;
+    return QTOPO_MEM_STAGED;
+}
+
+/* After a staged call: the result back to the device output buffer. */
+static int stage_out(float *rbuf, const float *rbuf_h, size_t count)
+{
+    if (rbuf == rbuf_h) {
+        return OMPI_SUCCESS;
+    }
+    return QTOPO_CODEC_OK == qtopo_cuda_copy(rbuf, rbuf_h, count * sizeof(float)) ? OMPI_SUCCESS
+                                                                                : OMPI_ERROR;
+}
+
 /* A call that failed after the agreement: every rank learns that qtopo is off here
  * (the notice also wakes ranks waiting for this one), and the memory that detached
  * sends may still read is never freed. */
@@ -888,14 +977,19 @@ int mca_coll_qtopo_allreduce(const void *sbuf, void *rbuf, qtopo_coll_count_t co
 {
     mca_coll_qtopo_module_t *m = (mca_coll_qtopo_module_t *) module;
     const float *src = (MPI_IN_PLACE == sbuf) ? (const float *) rbuf : (const float *) sbuf;
+    const float *src_h;
+    float *rbuf_h;
     mca_coll_qtopo_settings_t s;
     qtopo_call_t call;
     int rc;
 
-    if (!call_eligible(m, count, dtype, op, &s) || skip_exact_call(m, &s, (size_t) count)) {
+    if (!call_eligible(m, count, dtype, op, &s)
+        || skip_exact_call(m, &s, src, (const float *) rbuf, (size_t) count)) {
         return hand_on(m, sbuf, rbuf, count, dtype, op, comm);
     }
     m->busy = true;
+    call.ef_key = src;
+    call.memkind = stage_in(m, src, (float *) rbuf, (size_t) count, &src_h, &rbuf_h);
     if (QTOPO_RUN != timed_agree_call(m, comm, &s, (size_t) count, &call)) {
         m->busy = false;
         return hand_on(m, sbuf, rbuf, count, dtype, op, comm);
@@ -905,8 +999,11 @@ int mca_coll_qtopo_allreduce(const void *sbuf, void *rbuf, qtopo_coll_count_t co
     }
     drop_stale_residuals(m);
     hold_rails(m, true);
-    rc = run_with_failover(m, &s, src, (float *) rbuf, (size_t) count, comm, &call);
+    rc = run_with_failover(m, &s, src_h, rbuf_h, (size_t) count, comm, &call);
     hold_rails(m, false);
+    if (OMPI_SUCCESS == rc) {
+        rc = stage_out((float *) rbuf, rbuf_h, (size_t) count);
+    }
     if (OMPI_SUCCESS != rc) {
         fail_call(m, comm, count);
     } else {

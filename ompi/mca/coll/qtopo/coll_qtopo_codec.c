@@ -20,9 +20,6 @@
 #include <math.h>
 #include <string.h>
 
-#define QTOPO_U24       0x1p-24f /* 2^-24: one step of the 24-bit uniform */
-#define QTOPO_BF16_MASK 0x7f80u  /* bfloat16 exponent field */
-
 /* Per-call encoder state. */
 typedef struct encoder {
     const qtopo_codec_kernels_t *kern;
@@ -56,21 +53,6 @@ int qtopo_codec_params_check(const qtopo_codec_params_t *p)
     return QTOPO_CODEC_OK;
 }
 
-static size_t header_bytes(int bits)
-{
-    return 16 == bits ? 4 : 8;
-}
-
-static size_t code_bytes(size_t len, int bits)
-{
-    return (len * (size_t) bits + 7) / 8;
-}
-
-static size_t block_bytes(size_t len, int bits)
-{
-    return header_bytes(bits) + code_bytes(len, bits);
-}
-
 size_t qtopo_codec_fixed_size(size_t n, const qtopo_codec_params_t *p)
 {
     size_t full, rest;
@@ -79,8 +61,8 @@ size_t qtopo_codec_fixed_size(size_t n, const qtopo_codec_params_t *p)
     }
     full = n / (size_t) p->block;
     rest = n % (size_t) p->block;
-    return full * block_bytes((size_t) p->block, p->bits)
-           + (0 != rest ? block_bytes(rest, p->bits) : 0);
+    return full * qtopo_elem_block_bytes((size_t) p->block, p->bits)
+           + (0 != rest ? qtopo_elem_block_bytes(rest, p->bits) : 0);
 }
 
 size_t qtopo_codec_max_size(size_t n, const qtopo_codec_params_t *p)
@@ -117,93 +99,17 @@ static void store_u32(uint8_t *b, uint32_t v)
     memcpy(b, &v, sizeof(v));
 }
 
-/* ---- scalar element arithmetic (the definition the SIMD code follows) - */
-
-static uint32_t quant_one(float x, const qtopo_qblock_t *q, uint32_t rnd)
-{
-    float d = x - q->mid;
-    float t = d * q->pre;
-    float f;
-    t = t * q->inv2s;
-    t = t + q->half_l;
-    if (q->stochastic) {
-        f = floorf(t);
-        if ((float) (rnd >> 8) * QTOPO_U24 < t - f) {
-            f = f + 1.0f;
-        }
-    } else {
-        f = rintf(t);
-    }
-    f = 0.0f > f ? 0.0f : f;
-    f = f > (float) q->levels ? (float) q->levels : f;
-    return (uint32_t) f;
-}
-
-static uint32_t bf16_one(float x, int stochastic, uint32_t rnd)
-{
-    uint32_t u, h;
-    memcpy(&u, &x, sizeof(u));
-    h = (u + (stochastic ? rnd >> 16 : 0x7fffu + ((u >> 16) & 1u))) >> 16;
-    if (QTOPO_BF16_MASK == (h & QTOPO_BF16_MASK)) {
-        h = ((u >> 16) & 0x8000u) | 0x7f7fu; /* x is finite: saturate, never Inf */
-    }
-    return h;
-}
-
-static uint32_t rng_at(const qtopo_qblock_t *q, int i)
-{
-    uint64_t index = q->index + (uint64_t) i;
-    if (!q->stochastic) {
-        return 0;
-    }
-    return qtopo_codec_rng_bits(qtopo_codec_rng_subkey(q->key, (uint32_t) (index >> 32)),
-                                (uint32_t) index);
-}
+/* ---- groups (the definition the SIMD code follows: coll_qtopo_codec_elem.h) */
 
 void qtopo_codec_quant_group(const float *x, int count, const qtopo_qblock_t *q, uint8_t *codes)
 {
-    uint64_t u = 0;
-    for (int i = 0; i < count; ++i) {
-        if (16 == q->bits) {
-            uint32_t h = bf16_one(x[i], q->stochastic, rng_at(q, i));
-            codes[2 * i] = (uint8_t) h;
-            codes[2 * i + 1] = (uint8_t) (h >> 8);
-        } else {
-            u |= (uint64_t) quant_one(x[i], q, rng_at(q, i)) << (8 * i);
-        }
-    }
-    if (16 != q->bits) {
-        u = qtopo_codec_pack8(u, q->bits);
-        memcpy(codes, &u, code_bytes((size_t) count, q->bits));
-    }
-}
-
-static float dequant_one(uint32_t code, const qtopo_dqblock_t *d)
-{
-    float k = (float) (2 * (int32_t) code - d->levels);
-    float v = d->scale * k;
-    return d->mid + v;
+    qtopo_elem_quant_group(x, count, q, codes);
 }
 
 void qtopo_codec_dequant_group(const uint8_t *codes, int count, const qtopo_dqblock_t *d,
                                float *out, int add)
 {
-    uint64_t u = 0;
-    if (16 != d->bits) {
-        memcpy(&u, codes, code_bytes((size_t) count, d->bits));
-        u = qtopo_codec_unpack8(u, d->bits);
-    }
-    for (int i = 0; i < count; ++i) {
-        float v;
-        if (16 == d->bits) {
-            uint32_t w = ((uint32_t) codes[2 * i] | ((uint32_t) codes[2 * i + 1] << 8)) ^ d->sign;
-            w <<= 16;
-            memcpy(&v, &w, sizeof(v));
-        } else {
-            v = dequant_one((uint32_t) (u >> (8 * i)) & 0xffu, d);
-        }
-        out[i] = add ? out[i] + v : v;
-    }
+    qtopo_elem_dequant_group(codes, count, d, out, add);
 }
 
 /* ---- scalar kernels --------------------------------------------------- */
@@ -251,7 +157,7 @@ static void dequant_scalar(const uint8_t *codes, size_t groups, const qtopo_dqbl
 static void quant16_elems(const float *x, size_t n, const qtopo_qblock_t *q, uint8_t *codes)
 {
     for (size_t i = 0; i < n; ++i) {
-        uint32_t c = quant_one(x[i], q, 0);
+        uint32_t c = qtopo_elem_quant(x[i], q, 0);
         codes[2 * i] = (uint8_t) c;
         codes[2 * i + 1] = (uint8_t) (c >> 8);
     }
@@ -261,7 +167,7 @@ static void dequant16_elems(const uint8_t *codes, size_t n, const qtopo_dqblock_
                             int add)
 {
     for (size_t i = 0; i < n; ++i) {
-        float v = dequant_one((uint32_t) codes[2 * i] | (uint32_t) codes[2 * i + 1] << 8, d);
+        float v = qtopo_elem_dequant((uint32_t) codes[2 * i] | (uint32_t) codes[2 * i + 1] << 8, d);
         out[i] = add ? out[i] + v : v;
     }
 }
@@ -373,38 +279,9 @@ static int all_negative_zero(const float *x, size_t len)
 
 /* ---- block headers ---------------------------------------------------- */
 
-/* The decoder's acceptance test for a non-raw b <= 8 header; it also makes
- * sure that every code decodes to a finite value (rounding is monotonic, so
- * the two extreme codes bound all others). */
-static int header_ok(float mid, float scale, int levels)
-{
-    float span;
-    if (!isfinite(mid) || !isfinite(scale) || signbit(scale)) {
-        return 0;
-    }
-    if (0.0f != scale && FLT_MIN > scale) {
-        return 0;
-    }
-    span = scale * (float) levels;
-    return isfinite(mid + span) && isfinite(mid - span);
-}
-
-/* The next float toward zero of a finite non-zero x (nextafterf without
- * the library call). */
-static float toward_zero(float x)
-{
-    uint32_t u;
-    memcpy(&u, &x, sizeof(u));
-    u -= 1;
-    memcpy(&x, &u, sizeof(x));
-    return x;
-}
-
 /*
- * Min/max header for a finite block with extremes lo <= hi.  The centre is
- * rounded toward zero so that mid +- (half range) stays inside [lo, hi]'s
- * hull and cannot overflow even for +-FLT_MAX; the ranges are computed in
- * double.  Returns 0 if no finite header fits (the block then goes raw).
+ * Min/max headers (qtopo_elem_make_header in coll_qtopo_codec_elem.h): the
+ * block's centre and half range; a block no finite header fits goes raw.
  *
  * Why min/max and not absmax-symmetric (one float less per block): `make
  * bench` in test/codec, block 256, 2^18 samples, metric = relative L2 error
@@ -429,30 +306,6 @@ static float toward_zero(float x)
  * nearest, 3.495 against 5.142, but worse on Gaussian there, 3.521 against
  * 2.606; no 1-bit form.)
  */
-static int make_header(float lo, float hi, int levels, float *mid_p, float *scale_p)
-{
-    double mid_d = 0.5 * (double) hi + 0.5 * (double) lo;
-    float mid = (float) mid_d;
-    double half;
-    float scale;
-    int ok;
-    if (fabs((double) mid) > fabs(mid_d)) {
-        mid = toward_zero(mid);
-    }
-    half = fmax((double) hi - (double) mid, (double) mid - (double) lo);
-    scale = (float) (half / levels);
-    if (0.0 < half && FLT_MIN > scale) {
-        scale = FLT_MIN;
-    }
-    ok = header_ok(mid, scale, levels);
-    for (int i = 0; i < 4 && !ok; ++i) {
-        scale = toward_zero(scale);
-        ok = header_ok(mid, scale, levels);
-    }
-    *mid_p = mid;
-    *scale_p = scale;
-    return ok;
-}
 
 /* sum of x[i] - mid (absolute: of |x[i] - mid|) in double, in 8 interleaved partial
  * sums added in a fixed order (fast, and the same bits on every rank and kernel): the
@@ -502,18 +355,9 @@ static double sum_dev(const qtopo_codec_kernels_t *kern, const float *x, size_t 
 static int make_header_sign(const qtopo_codec_kernels_t *kern, const float *x, size_t len,
                             float lo, float hi, float *mid_p, float *scale_p)
 {
-    double mid = (double) (float) (sum_dev(kern, x, len, 0.0, 0) / (double) len);
-    double room = fmin((double) hi - mid, mid - (double) lo); /* >= 0: lo <= mid <= hi */
-    float s = (float) fmin(sum_dev(kern, x, len, mid, 1) / (double) len, room);
-    if ((double) s > room) {
-        s = toward_zero(s);
-    }
-    *mid_p = (float) mid;
-    *scale_p = s;
-    if (0.0f != s && FLT_MIN > s) {
-        return 0;
-    }
-    return header_ok(*mid_p, s, 1);
+    double mid = qtopo_elem_sign_mid(sum_dev(kern, x, len, 0.0, 0), len);
+    return qtopo_elem_sign_header(mid, sum_dev(kern, x, len, mid, 1), len, lo, hi, mid_p,
+                                  scale_p);
 }
 
 /* Whether a block gets the sign header (see above): 1 bit, nearest, no error feedback.
@@ -526,25 +370,10 @@ static int use_sign_header(const encoder_t *e)
 
 static void qblock_init(qtopo_qblock_t *q, const encoder_t *e, float mid, float scale)
 {
-    q->bits = e->p->bits;
-    q->levels = 16 == q->bits ? 0 : (1 << q->bits) - 1;
-    q->stochastic = QTOPO_ROUND_STOCHASTIC == e->p->rounding;
-    q->mid = mid;
-    q->pre = 0x1p63f <= scale ? 0x1p-64f : 1.0f;
-    q->inv2s = 0.0f == scale ? 0.0f : (float) (1.0 / (2.0 * (double) scale * q->pre));
-    q->half_l = 0.5f * (float) q->levels;
-    q->key = e->key;
-    q->index = e->index;
+    qtopo_elem_qblock(q, e->p->bits, QTOPO_ROUND_STOCHASTIC == e->p->rounding, mid, scale, e->key,
+                      e->index);
 }
 
-static void dqblock_init(qtopo_dqblock_t *d, int bits, float mid, float scale, int negate)
-{
-    d->bits = bits;
-    d->levels = 16 == bits ? 0 : (1 << bits) - 1;
-    d->mid = negate ? -mid : mid;
-    d->scale = negate ? -scale : scale;
-    d->sign = negate ? 0x8000u : 0u;
-}
 
 /* ---- encoder ---------------------------------------------------------- */
 
@@ -554,7 +383,7 @@ static int encode_raw(encoder_t *e, const float *x, size_t len, uint8_t *hdr)
     if ((size_t) (e->end - e->raw) < bytes) {
         return QTOPO_CODEC_ERR_SIZE;
     }
-    memset(hdr, 0, block_bytes(len, e->p->bits));
+    memset(hdr, 0, qtopo_elem_block_bytes(len, e->p->bits));
     store_u32(hdr, QTOPO_CODEC_RAW_MARK);
     memcpy(e->raw, x, bytes);
     e->raw += bytes;
@@ -574,7 +403,7 @@ static int encode_block(encoder_t *e, const float *x, size_t len, uint8_t *hdr,
     }
     if (16 == bits) {
         store_u32(hdr, 0);
-    } else if (make_header(lo, hi, (1 << bits) - 1, &mid, &scale)) {
+    } else if (qtopo_elem_make_header(lo, hi, (1 << bits) - 1, &mid, &scale)) {
         float m2, s2;
         if (use_sign_header(e) && make_header_sign(e->kern, x, len, lo, hi, &m2, &s2)) {
             mid = m2;
@@ -589,8 +418,8 @@ static int encode_block(encoder_t *e, const float *x, size_t len, uint8_t *hdr,
         return encode_raw(e, x, len, hdr);
     }
     qblock_init(&q, e, mid, scale);
-    quant_block(e->kern, x, len, &q, hdr + header_bytes(bits));
-    dqblock_init(d_p, bits, mid, scale, 1);
+    quant_block(e->kern, x, len, &q, hdr + qtopo_elem_header_bytes(bits));
+    qtopo_elem_dqblock(d_p, bits, mid, scale, 1);
     return 0;
 }
 
@@ -609,11 +438,7 @@ static int encode_args(size_t n, const qtopo_codec_params_t *p, const qtopo_code
 
 static uint64_t call_key(const qtopo_codec_key_t *key)
 {
-    if (NULL == key) {
-        return 0;
-    }
-    return qtopo_codec_mix64(qtopo_codec_mix64(qtopo_codec_mix64(key->seed) ^ key->call)
-                             ^ key->rank);
+    return NULL == key ? 0 : qtopo_elem_call_key(key->seed, key->call, key->rank);
 }
 
 /* Shared by encode and encode_ef: with residual != NULL, each block is
@@ -645,9 +470,9 @@ static int encode_all(const float *src, float *residual, size_t n, const qtopo_c
         if (NULL != residual && 1 == rc) {
             memset(residual + off, 0, len * sizeof(float));
         } else if (NULL != residual) {
-            dequant_block(e.kern, hdr + header_bytes(p->bits), len, &d, residual + off, 1);
+            dequant_block(e.kern, hdr + qtopo_elem_header_bytes(p->bits), len, &d, residual + off, 1);
         }
-        hdr += block_bytes(len, p->bits);
+        hdr += qtopo_elem_block_bytes(len, p->bits);
     }
     *size_p = (size_t) (e.raw - dst);
     return QTOPO_CODEC_OK;
@@ -702,7 +527,7 @@ static int read_header(const uint8_t *hdr, int bits, float *mid_p, float *scale_
     }
     *scale_p = load_f32(hdr);
     *mid_p = load_f32(hdr + 4);
-    return header_ok(*mid_p, *scale_p, (1 << bits) - 1) ? 0 : QTOPO_CODEC_ERR_CORRUPT;
+    return qtopo_elem_header_ok(*mid_p, *scale_p, (1 << bits) - 1) ? 0 : QTOPO_CODEC_ERR_CORRUPT;
 }
 
 /* Validates every header and the exact message size. */
@@ -725,7 +550,7 @@ static int validate(const uint8_t *src, size_t size, size_t n, const qtopo_codec
             return rc;
         }
         raw += 1 == rc ? len : 0;
-        hdr += block_bytes(len, p->bits);
+        hdr += qtopo_elem_block_bytes(len, p->bits);
     }
     return size == fixed + 4 * raw ? QTOPO_CODEC_OK : QTOPO_CODEC_ERR_SIZE;
 }
@@ -767,10 +592,10 @@ static int decode_all(const void *src, size_t size, size_t n, const qtopo_codec_
         } else if (16 != p->bits && 0.0f == scale) {
             const_block(mid, len, out + off, add);
         } else {
-            dqblock_init(&d, p->bits, mid, scale, 0);
-            dequant_block(kern, hdr + header_bytes(p->bits), len, &d, out + off, add);
+            qtopo_elem_dqblock(&d, p->bits, mid, scale, 0);
+            dequant_block(kern, hdr + qtopo_elem_header_bytes(p->bits), len, &d, out + off, add);
         }
-        hdr += block_bytes(len, p->bits);
+        hdr += qtopo_elem_block_bytes(len, p->bits);
     }
     return QTOPO_CODEC_OK;
 }
@@ -806,7 +631,7 @@ int qtopo_codec_block_info(const void *src, size_t size, size_t n, const qtopo_c
     if (QTOPO_CODEC_OK != rc) {
         return rc;
     }
-    full_bytes = block_bytes(block, p->bits);
+    full_bytes = qtopo_elem_block_bytes(block, p->bits);
     hdr = (const uint8_t *) src + blk * full_bytes;
     info_p->len = n - blk * block < block ? n - blk * block : block;
     info_p->raw = read_header(hdr, p->bits, &info_p->mid, &info_p->scale);
@@ -861,7 +686,7 @@ static size_t eb_block_bytes(int tag, size_t len)
     case QTOPO_CODEC_EB_RAW:
         return 1 + 4 * len;
     default:
-        return 1 + 8 + code_bytes(len, tag);
+        return 1 + 8 + qtopo_elem_code_bytes(len, tag);
     }
 }
 
@@ -953,7 +778,7 @@ static void eb_choose(const float *x, size_t len, int block, double tol, eb_choi
         if (eb_block_bytes(w, len) >= best) {
             return;
         }
-        if (make_header(lo, hi, (int) ((1u << w) - 1), &mid, &scale)
+        if (qtopo_elem_make_header(lo, hi, (int) ((1u << w) - 1), &mid, &scale)
             && eb_bound(w, block, scale, mid) <= tol) {
             c->tag = w;
             c->scale = scale;
@@ -1059,7 +884,7 @@ static int eb_read_block(const uint8_t *p, size_t avail, size_t len, int block, 
     }
     bk->scale = bk->mid;
     bk->mid = load_f32(p + 5);
-    if (!header_ok(bk->mid, bk->scale, (1 << bk->tag) - 1)) {
+    if (!qtopo_elem_header_ok(bk->mid, bk->scale, (1 << bk->tag) - 1)) {
         return QTOPO_CODEC_ERR_CORRUPT;
     }
     /* decoded values are mid + s(2q - L), |.| <= |mid| + sL up to two roundings */
@@ -1087,7 +912,7 @@ static void eb_decode_block(const uint8_t *p, size_t len, const eb_block_t *bk, 
         eb_dequant16(p + 9, len, bk->mid, bk->scale, out, add);
         return;
     }
-    dqblock_init(&d, bk->tag, bk->mid, bk->scale, 0);
+    qtopo_elem_dqblock(&d, bk->tag, bk->mid, bk->scale, 0);
     dequant_block(kernels(), p + 9, len, &d, out, add);
 }
 

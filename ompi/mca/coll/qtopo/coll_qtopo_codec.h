@@ -66,6 +66,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "coll_qtopo_codec_elem.h"
+
 #if defined(__BYTE_ORDER__) && (__ORDER_LITTLE_ENDIAN__ != __BYTE_ORDER__)
 #error "the qtopo codec assumes a little-endian host"
 #endif
@@ -214,32 +216,12 @@ const char *qtopo_codec_kernel_name(void);
 
 /*
  * Internal: shared by coll_qtopo_codec.c (scalar kernels, drivers) and
- * coll_qtopo_codec_avx2.c.  The inline helpers below define the arithmetic;
- * the SIMD kernels perform exactly the same operations in the same order.
+ * coll_qtopo_codec_avx2.c.  The helpers of coll_qtopo_codec_elem.h define the
+ * arithmetic (also for the CUDA kernels); the SIMD kernels perform exactly the
+ * same operations in the same order.
  */
 
-/* Per-block quantizer constants (b <= 8) or bfloat16 settings (b == 16). */
-typedef struct qtopo_qblock {
-    float mid;      /* block centre */
-    float pre;      /* 1, or 2^-64 for s >= 2^63 (keeps inv2s a normal float) */
-    float inv2s;    /* 1 / (2 s pre), or 0 when s == 0 */
-    float half_l;   /* L / 2 */
-    int levels;     /* L = 2^b - 1 */
-    int bits;
-    int stochastic;
-    uint64_t key;   /* per-call RNG key, from (seed, call, rank) */
-    uint64_t index; /* logical index of the first element handled */
-} qtopo_qblock_t;
-
-/* Dequantizer constants: value = mid + scale * (2q - L).  For b == 16,
- * sign is 0 or 0x8000 and is xor-ed into each bfloat16 (negation). */
-typedef struct qtopo_dqblock {
-    float mid;
-    float scale;
-    int levels;
-    int bits;
-    uint32_t sign;
-} qtopo_dqblock_t;
+/* qtopo_qblock_t and qtopo_dqblock_t, the per-element arithmetic: coll_qtopo_codec_elem.h */
 
 /* Kernels work on `groups` whole groups of 8 elements; codes of a group take
  * exactly `bits` bytes.  range() returns 1 if all values are finite. */
@@ -268,80 +250,5 @@ const qtopo_codec_kernels_t *qtopo_codec_avx2_kernels(void);
 void qtopo_codec_quant_group(const float *x, int count, const qtopo_qblock_t *q, uint8_t *codes);
 void qtopo_codec_dequant_group(const uint8_t *codes, int count, const qtopo_dqblock_t *d,
                                float *out, int add);
-
-/*
- * Counter-based RNG: the 32 random bits of logical element `index`.  With hi and lo its
- * upper and lower 32 bits and subkey = qtopo_codec_rng_subkey(key, hi), they are
- *   hash32((lo + (uint32_t) subkey) * QTOPO_CODEC_RNG_WEYL) ^ (uint32_t) (subkey >> 32),
- * one hash per element.  hash32 is a bijection (three multiply-xorshift rounds, the
- * "triple32" constants of Wellons' hash search), so 2^32 consecutive counters give every
- * value once; the Weyl multiplier spreads consecutive counters before it, and the SIMD
- * kernels step it with one addition of 8 W per group of 8.  This replaced two rounds of a
- * two-multiply hash on the bare counter (about twice the work).  Checked by `make -C
- * test/codec rng`, a chi-square test of pairs of 8-bit windows of the output at lags 1 to
- * 32 over 2^28 counters (45 z-scores, mean z^2 1.09, max |z| 2.9; a prototype of it failed
- * one two-multiply round on the bare counter at z = 195 and found lag 1 at z = 1.7 to 2.7
- * for every key with the Weyl step), and in test_codec by the unbiasedness and
- * independence tests of stochastic rounding; see docs/CODEC_BENCH.md.
- */
-#define QTOPO_CODEC_RNG_WEYL 0x9e3779b9u
-
-static inline uint32_t qtopo_codec_hash32(uint32_t x)
-{
-    x ^= x >> 17;
-    x *= 0xed5ad4bbu;
-    x ^= x >> 11;
-    x *= 0xac4c1b51u;
-    x ^= x >> 15;
-    x *= 0x31848babu;
-    x ^= x >> 14;
-    return x;
-}
-
-static inline uint64_t qtopo_codec_mix64(uint64_t x)
-{
-    x += 0x9e3779b97f4a7c15ull;
-    x = (x ^ (x >> 30)) * 0xbf58476d1ce4e5b9ull;
-    x = (x ^ (x >> 27)) * 0x94d049bb133111ebull;
-    return x ^ (x >> 31);
-}
-
-/* Keys for the 2^32 indices that share the upper half `hi`. */
-static inline uint64_t qtopo_codec_rng_subkey(uint64_t key, uint32_t hi)
-{
-    return qtopo_codec_mix64(key ^ ((uint64_t) hi * 0xd6e8feb86659fd93ull));
-}
-
-static inline uint32_t qtopo_codec_rng_bits(uint64_t subkey, uint32_t lo)
-{
-    return qtopo_codec_hash32((lo + (uint32_t) subkey) * QTOPO_CODEC_RNG_WEYL)
-           ^ (uint32_t) (subkey >> 32);
-}
-
-/* 8 codes, one per byte of u (each < 2^bits) -> 8*bits packed bits, and back. */
-static inline uint64_t qtopo_codec_pack8(uint64_t u, int bits)
-{
-    int w = 8 - bits;
-    if (8 == bits) {
-        return u;
-    }
-    u = (u | (u >> w)) & 0x00ff00ff00ff00ffull;
-    u = (u | (u >> (2 * w))) & 0x0000ffff0000ffffull;
-    return (u | (u >> (4 * w))) & 0x00000000ffffffffull;
-}
-
-static inline uint64_t qtopo_codec_unpack8(uint64_t u, int bits)
-{
-    uint64_t m = (1ull << bits) - 1;     /* one code */
-    uint64_t m2 = m | (m << bits);       /* two codes */
-    uint64_t m4 = m2 | (m2 << 2 * bits); /* four codes */
-    int w = 8 - bits;
-    if (8 == bits) {
-        return u;
-    }
-    u = (u | (u << (4 * w))) & (m4 | (m4 << 32));
-    u = (u | (u << (2 * w))) & (m2 * 0x0000000100000001ull * 0x10001ull);
-    return (u | (u << w)) & (m * 0x0101010101010101ull);
-}
 
 #endif /* MCA_COLL_QTOPO_CODEC_H */

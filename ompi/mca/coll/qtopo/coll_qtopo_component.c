@@ -358,6 +358,13 @@ static int qtopo_register(void)
                  "handed to the previous component on every rank, said once per communicator "
                  "(default 1 GiB)",
                  MCA_BASE_VAR_TYPE_SIZE_T, NULL, OPAL_INFO_LVL_5, true, &c->scratch_max);
+    c->cuda = QTOPO_CUDA_AUTO;
+    register_var("cuda",
+                 "GPU (CUDA device) buffers: 1 (auto) copies them to host memory, runs the "
+                 "call there and copies the result back, when qtopo was built with CUDA and "
+                 "the driver is there; 0 hands every call with a device buffer to the previous "
+                 "component. Either way all ranks agree per call (README, GPU buffers)",
+                 MCA_BASE_VAR_TYPE_INT, NULL, OPAL_INFO_LVL_4, false, &c->cuda);
     c->node_size = 0;
     register_var("node_size",
                  "Pretend that every K consecutive ranks form a node (testing and tuning the "
@@ -371,8 +378,8 @@ static int qtopo_register(void)
     register_var("fault",
                  "For tests only: make one rank fail at one call, \"WHAT:RANK:CALL\" with WHAT "
                  "alloc (its scratch allocation fails before the call), xport (its transport "
-                 "fails inside the call) or rail (it finds its first rail failed, on qtopo's "
-                 "rails), RANK its rank in the communicator and CALL the call number on it (0 "
+                 "fails inside the call), rail (it finds its first rail failed, on qtopo's "
+                 "rails) or device (it has a GPU buffer it cannot run), RANK its rank in the communicator and CALL the call number on it (0 "
                  "= the first call qtopo takes)",
                  MCA_BASE_VAR_TYPE_STRING, NULL, OPAL_INFO_LVL_9, true, &c->fault);
     c->verbose = 0;

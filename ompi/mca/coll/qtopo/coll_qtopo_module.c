@@ -47,6 +47,9 @@ static void qtopo_module_construct(mca_coll_qtopo_module_t *m)
     m->epoch = 0;
     m->saved = NULL;
     m->saved_size = 0;
+    m->staged = NULL;
+    m->staged_size = 0;
+    m->device_warned = false;
 }
 
 /* coll_qtopo_verbose >= 1: what qtopo did on a communicator, printed when it is freed.
@@ -82,6 +85,7 @@ static void qtopo_module_destruct(mca_coll_qtopo_module_t *m)
     /* a failed call may have left sends detached that still read these (pinned) */
     if (!m->scratch_pinned) {
         free(m->scratch);
+        free(m->staged); /* a staged call's input and output: send buffers too */
     }
     if (!m->agree_buf_pinned) {
         free(m->agree_buf);
