@@ -258,11 +258,13 @@ static int exact_layout(const mca_coll_qtopo_module_t *m)
 }
 
 /*
- * coll_qtopo_exact: an exact call goes to the previous component where qtopo's own
- * algorithms were measured slower than it (auto), or always (never). Depends only on
- * values that are equal on every rank (settings, count, call number, the node map of
- * the first call), so every rank decides alike; ranks whose settings differ end up in
- * the agreement's "ranks that do not take part" path (coll_qtopo_agree.c).
+ * coll_qtopo_exact: an exact call goes to the previous component always (never), or
+ * where qtopo's own algorithms were measured slower than it (auto; the layout comes from
+ * the node map, so auto decides from the second call on: the first call, which agrees
+ * the node map, runs in qtopo). Depends only on values that are equal on every rank
+ * (settings, count, call number, the node map of the first call), so every rank decides
+ * alike without a message; ranks whose settings differ end up in the agreement's "ranks
+ * that do not take part" path (coll_qtopo_agree.c).
  */
 static bool exact_handed_on(const mca_coll_qtopo_module_t *m, const mca_coll_qtopo_settings_t *s,
                             const qtopo_call_t *call, size_t bytes)
@@ -270,8 +272,10 @@ static bool exact_handed_on(const mca_coll_qtopo_module_t *m, const mca_coll_qto
     if (32 != call->bits || QTOPO_EXACT_ALWAYS == s->exact) {
         return false;
     }
-    return QTOPO_EXACT_NEVER == s->exact
-           || bytes < qtopo_exact_min_bytes(exact_layout(m), m->comm_size);
+    if (QTOPO_EXACT_NEVER == s->exact) {
+        return true;
+    }
+    return m->topo_ready && bytes < qtopo_exact_min_bytes(exact_layout(m), m->comm_size);
 }
 
 /* Pinned memory (sends of an abandoned call may still read it) is left allocated. */
@@ -398,9 +402,6 @@ static bool prepare_call(mca_coll_qtopo_module_t *m, const mca_coll_qtopo_settin
         return false;
     }
     choose_setting(m, s, count * sizeof(float), call);
-    if (QTOPO_MEM_HOST == call->memkind && exact_handed_on(m, s, call, count * sizeof(float))) {
-        return false; /* the first call (later ones: skip_exact_call); host buffers only */
-    }
     call->hier = use_hier(m, s, call, count * sizeof(float));
     if (mca_coll_qtopo_fault("alloc", m->comm_rank, call->index)) {
         return false;
@@ -861,9 +862,10 @@ static int run_with_failover(mca_coll_qtopo_module_t *m, const mca_coll_qtopo_se
     return run_call(m, s, src, rbuf, count, comm, call);
 }
 
-/* An exact call handed on without an agreement: once the node map is known, every rank
- * decides it alike from agreed values. It counts as a call, as it would have after an
- * agreement, so the ratio schedule moves on. Device buffers are never handed on here (the
+/* An exact call handed on without an agreement (exact_handed_on). It counts as a call, as
+ * it would have after an agreement, so the ratio schedule moves on. (Handing it on after
+ * the agreement instead would cost that agreement on every call; on the first call it
+ * would also discard the node map, which a "not ready" verdict does.) Device buffers are never handed on here (the
  * previous component may not read device memory): such calls go through the agreement and
  * are staged; a call with device buffers on some ranks only is caught by the agreement's
  * "ranks that do not take part" path. */
@@ -872,7 +874,7 @@ static bool skip_exact_call(mca_coll_qtopo_module_t *m, const mca_coll_qtopo_set
 {
     qtopo_call_t call;
 
-    if (!m->topo_ready || !s->valid || qtopo_cuda_is_device(src) || qtopo_cuda_is_device(rbuf)) {
+    if (!s->valid || qtopo_cuda_is_device(src) || qtopo_cuda_is_device(rbuf)) {
         return false;
     }
     choose_setting(m, s, count * sizeof(float), &call);
