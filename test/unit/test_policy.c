@@ -154,7 +154,7 @@ static void test_schedule(void)
  * themselves, and a layout it does not know is never run. */
 static void test_exact_table(void)
 {
-    const size_t K = 1024, M = K * K;
+    const size_t M = (size_t) 1 << 20;
     int layout, n;
 
     for (layout = 0; layout < QTOPO_NLAYOUTS; ++layout) {
@@ -170,12 +170,13 @@ static void test_exact_table(void)
                   layout, n);
         }
     }
-    CHECK(256 * K == qtopo_exact_min_bytes(QTOPO_LAYOUT_ONE_NODE, 2), "one node, 2 ranks");
+    CHECK(16 * M == qtopo_exact_min_bytes(QTOPO_LAYOUT_ONE_NODE, 2), "one node, 2 ranks");
     CHECK(16 * M == qtopo_exact_min_bytes(QTOPO_LAYOUT_ONE_NODE, 4), "one node, 4 ranks");
     CHECK(64 * M == qtopo_exact_min_bytes(QTOPO_LAYOUT_ONE_NODE, 8), "one node, 8 ranks");
     CHECK(16 * M == qtopo_exact_min_bytes(QTOPO_LAYOUT_SPLIT, 2), "split-rail: no 2-rank row");
     CHECK(4 * M == qtopo_exact_min_bytes(QTOPO_LAYOUT_SPLIT, 8), "split-rail, 8 ranks");
-    CHECK(4 * M == qtopo_exact_min_bytes(QTOPO_LAYOUT_FLAT, 1), "flat, 1 rank");
+    CHECK(SIZE_MAX == qtopo_exact_min_bytes(QTOPO_LAYOUT_FLAT, 1), "flat, 1 rank: never");
+    CHECK(4 * M == qtopo_exact_min_bytes(QTOPO_LAYOUT_FLAT, 3), "flat, 3 ranks");
     CHECK(SIZE_MAX == qtopo_exact_min_bytes(QTOPO_NLAYOUTS, 4), "unknown layout runs");
     CHECK(SIZE_MAX == qtopo_exact_min_bytes(-1, 4), "negative layout runs");
 }

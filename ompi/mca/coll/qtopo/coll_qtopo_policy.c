@@ -263,19 +263,20 @@ int qtopo_schedule_quantize(uint64_t call, double ratio, uint64_t warmup)
  * always and the default algorithm choice (flat ring; split-rail from
  * coll_qtopo_hier_min_bytes), qtopo and tuned alternating in the same run, best of 5
  * rounds per size. A row's size is the first measured size from which qtopo won by 5% or
- * more and was never slower at a larger size.
+ * more, and was never below 0.95x at a larger size, in every run.
  *
- * tuned time / qtopo time, 2026-12-02, load average 11-13 on the 2-core machine (other
- * jobs running):
+ * tuned time / qtopo time, 2026-12-02: a run with coll_qtopo_exact always (load average
+ * 11-13 on the 2-core machine, other jobs running), then, where qtopo ran, the run with
+ * auto (load 5-6); a cell with two numbers has both:
  *
- *   layout                        256K  1M    4M    16M   64M   -> runs from
- *   one node, 2 ranks             1.27  1.24  1.28  1.14  2.00     256 KiB
- *   one node, 4 ranks             0.53  0.34  0.99  1.11  1.63     16 MiB
- *   one node, 8 ranks             0.53  0.88  0.49  0.96  1.45     64 MiB
- *   test bed, 2 nodes x 1 (flat)  0.92  0.97  1.38  1.19  1.03     4 MiB
- *   test bed, 4 nodes x 1 (flat)  0.85  1.03  1.43  1.54  1.70     4 MiB
- *   test bed, 2 nodes x 2 (split) 0.50  0.66  0.89  1.27  1.17     16 MiB
- *   test bed, 4 nodes x 2 (split) 0.69  0.79  1.14  1.57  1.26     4 MiB
+ *   layout                        256K       1M         4M         16M        64M     -> from
+ *   one node, 2 ranks             1.27 0.91  1.24 0.77  1.28 1.04  1.14 1.26  2.00 1.86  16 MiB
+ *   one node, 4 ranks             0.53       0.34       0.99       1.11 1.20  1.63 1.64  16 MiB
+ *   one node, 8 ranks             0.53       0.88       0.49       0.96       1.45 1.50  64 MiB
+ *   test bed, 2 nodes x 1 (flat)  0.92       0.97       1.38 1.18  1.19 0.84  1.03 0.98  never
+ *   test bed, 4 nodes x 1 (flat)  0.85       1.03       1.43 1.52  1.54 1.43  1.70 1.35  4 MiB
+ *   test bed, 2 nodes x 2 (split) 0.50       0.66       0.89       1.27 1.41  1.17 0.96  16 MiB
+ *   test bed, 4 nodes x 2 (split) 0.69       0.79       1.14 1.22  1.57 1.44  1.26 1.44  4 MiB
  *
  * (test bed: 2 rails of 500 Mbit/s, qtopo on its UCX rails, tuned on ob1/TCP over both.)
  * Inside one node tuned wins at 4 and 8 ranks up to 4-16 MiB: both go through the
@@ -295,16 +296,15 @@ typedef struct exact_row {
     size_t min_bytes; /* SIZE_MAX: tuned won at every size */
 } exact_row_t;
 
-#define QTOPO_KIB ((size_t) 1 << 10)
 #define QTOPO_MIB ((size_t) 1 << 20)
 
 static const exact_row_t exact_table[] = {
-    { QTOPO_LAYOUT_ONE_NODE, 2, 256 * QTOPO_KIB },
+    { QTOPO_LAYOUT_ONE_NODE, 2, 16 * QTOPO_MIB },
     { QTOPO_LAYOUT_ONE_NODE, 4, 16 * QTOPO_MIB },
     { QTOPO_LAYOUT_ONE_NODE, 8, 64 * QTOPO_MIB },
     { QTOPO_LAYOUT_SPLIT, 4, 16 * QTOPO_MIB },
     { QTOPO_LAYOUT_SPLIT, 8, 4 * QTOPO_MIB },
-    { QTOPO_LAYOUT_FLAT, 2, 4 * QTOPO_MIB },
+    { QTOPO_LAYOUT_FLAT, 2, SIZE_MAX },
     { QTOPO_LAYOUT_FLAT, 4, 4 * QTOPO_MIB },
 };
 
