@@ -865,16 +865,16 @@ static int run_with_failover(mca_coll_qtopo_module_t *m, const mca_coll_qtopo_se
 /* An exact call handed on without an agreement (exact_handed_on). It counts as a call, as
  * it would have after an agreement, so the ratio schedule moves on. (Handing it on after
  * the agreement instead would cost that agreement on every call; on the first call it
- * would also discard the node map, which a "not ready" verdict does.) Device buffers are never handed on here (the
- * previous component may not read device memory): such calls go through the agreement and
- * are staged; a call with device buffers on some ranks only is caught by the agreement's
- * "ranks that do not take part" path. */
+ * would also discard the node map, which a "not ready" verdict does.) Not in a process
+ * where the CUDA driver is loaded: a rank with a device buffer must not be handed on while
+ * its peers' host buffers are, and the memory kind is known alike only after the
+ * agreement, so there every eligible call goes through it and runs in qtopo. */
 static bool skip_exact_call(mca_coll_qtopo_module_t *m, const mca_coll_qtopo_settings_t *s,
-                            const float *src, const float *rbuf, size_t count)
+                            size_t count)
 {
     qtopo_call_t call;
 
-    if (!s->valid || qtopo_cuda_is_device(src) || qtopo_cuda_is_device(rbuf)) {
+    if (!s->valid || qtopo_cuda_available(NULL)) {
         return false;
     }
     choose_setting(m, s, count * sizeof(float), &call);
@@ -986,7 +986,7 @@ int mca_coll_qtopo_allreduce(const void *sbuf, void *rbuf, qtopo_coll_count_t co
     int rc;
 
     if (!call_eligible(m, count, dtype, op, &s)
-        || skip_exact_call(m, &s, src, (const float *) rbuf, (size_t) count)) {
+        || skip_exact_call(m, &s, (size_t) count)) {
         return hand_on(m, sbuf, rbuf, count, dtype, op, comm);
     }
     m->busy = true;
