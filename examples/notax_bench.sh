@@ -9,8 +9,10 @@
 # emulated cluster (test/cluster, needs root; holds /tmp/qtopo-testbed.lock): 2 nodes x 1
 # and 4 nodes x 1 rank (flat ring across nodes), 2 x 2 and 4 x 2 (split-rail), 2 rails of
 # QTOPO_RATE Mbit/s (default 500). Each run is examples/qtopo_bench: qtopo and tuned on
-# the same ranks, alternating, best of QTOPO_ROUNDS rounds (default 5) per size of
-# QTOPO_SIZES (default 256K,1M,4M,16M,64M).
+# the same ranks, alternating, QTOPO_ROUNDS rounds (default 5) per size of QTOPO_SIZES
+# (default 256K,1M,4M,16M,64M). QTOPO_STAT=best (default) keeps each side's best round;
+# QTOPO_STAT=median reports the median of the rounds' own ratios (qtopo_bench --median),
+# steadier on a shared machine.
 #
 # QTOPO_EXACT (default always) is passed as coll_qtopo_exact: "always" gives the raw
 # ratios the table in coll_qtopo_policy.c is made of; "auto" what users get, where the
@@ -28,10 +30,16 @@ RUN=$TOP/test/cluster/run.sh
 EXACT=${QTOPO_EXACT:-always}
 SIZES=${QTOPO_SIZES:-256K,1M,4M,16M,64M}
 ROUNDS=${QTOPO_ROUNDS:-5}
+STAT=${QTOPO_STAT:-best}
 RATE=${QTOPO_RATE:-500}
 Q=(--mca coll_qtopo_priority 40 --mca coll_qtopo_exact "$EXACT"
    --mca mca_base_component_path "$BUILD/.libs:SYS_DEFAULT")
 ARGS=(--csv --bits 32 --sizes "$SIZES" -r "$ROUNDS")
+case $STAT in
+    best) ;;
+    median) ARGS+=(--median) ;;
+    *) echo "notax_bench: QTOPO_STAT must be best or median" >&2; exit 2 ;;
+esac
 
 # Runs "$@" (a launcher and the benchmark) and prints its CSV rows prefixed with $1 $2
 # (where, layout); the whole output on failure.
@@ -104,7 +112,7 @@ if ((!local_on && !cluster_on)); then
     cluster_on=1
 fi
 [[ -x $BENCH ]] || { echo "notax_bench: build first (make)" >&2; exit 1; }
-echo "# coll_qtopo_exact=$EXACT sizes=$SIZES rounds=$ROUNDS rate=${RATE}mbit $(date -u '+%F %T UTC')"
+echo "# coll_qtopo_exact=$EXACT sizes=$SIZES rounds=$ROUNDS ($STAT) rate=${RATE}mbit $(date -u '+%F %T UTC')"
 printf '%-7s %-6s %5s %10s %11s %11s %8s  %s\n' where layout ranks bytes tuned_us qtopo_us \
     speedup ran
 ((!local_on)) || run_local

@@ -4,7 +4,7 @@
  *
  *   mpirun -np 4 --mca coll_qtopo_priority 40 qtopo_bench [-b MIN] [-e MAX] [-r ROUNDS]
  *          [--sizes 1M,16M,64M] [--bits B] [--rounding nearest|stochastic]
- *          [--data grad|gauss|student|smooth|sparse] [--csv]
+ *          [--data grad|gauss|student|smooth|sparse] [--median] [--csv]
  *
  * Sizes are bytes of fp32 data: MIN to MAX in x4 steps (default 4 B .. 64 MiB), or the
  * explicit --sizes list (K, M, G suffixes: 2^10, 2^20, 2^30). --bits and --rounding set the
@@ -14,7 +14,10 @@
  * For every size it times the call on a duplicate of MPI_COMM_WORLD (where qtopo runs, if
  * enabled) and on a twin duplicate that excludes qtopo (ompi_comm_coll_preference=^qtopo:
  * Open MPI's default choice), alternating the two for ROUNDS rounds and keeping each one's
- * best round. The input (--data) is, from a deterministic generator of (rank, index):
+ * best round. With --median, each time is the median over the rounds instead, and the
+ * speedup is the median of the rounds' own ratios (each round's two timings are adjacent,
+ * so a load that changes during the run touches both sides of a ratio alike): steadier on
+ * a shared machine than best-of, where one lucky round decides. The input (--data) is, from a deterministic generator of (rank, index):
  *   grad     (default) gradient-like: Gaussian, standard deviation 1e-3 times 1..4 by rank
  *   gauss    standard Gaussian
  *   student  Student-t with 3 degrees of freedom (heavy tails)
@@ -66,6 +69,7 @@ typedef struct bench_opts {
     size_t sizes[BENCH_MAX_SIZES]; /* --sizes, else MIN..MAX in x4 steps */
     int nsizes;
     int rounds;
+    int median;   /* --median: medians over the rounds instead of the best round */
     int bits;     /* -1: leave coll_qtopo_bits as it is */
     int rounding; /* -1: leave coll_qtopo_rounding as it is */
     int csv;
@@ -100,6 +104,7 @@ static float g_normal[NORMAL_TABLE_SIZE];
 typedef struct bench_row {
     size_t bytes;
     double tq, to;                     /* seconds per call: qtopo, Open MPI */
+    double speedup;                    /* to / tq, or with --median the rounds' median */
     double wire_per_call, code_share;  /* code_share < 0: no time counted */
     double max_abs, mean_abs, max_rel; /* qtopo's error */
     const char *ran;
@@ -422,14 +427,57 @@ static void print_row(const bench_row_t *w, int size, const bench_opts_t *o, int
     if (o->csv) {
         printf("%zu,%.2f,%.4f,%.0f,%s,%.3e,%.3e,%.3e,%.2f,%.4f,%.3f,%s,%d,%s,%d,%s\n", w->bytes,
                w->tq * 1e6, qbus, w->wire_per_call, code, w->max_abs, w->mean_abs, w->max_rel,
-               w->to * 1e6, obus, w->to / w->tq, w->ran, bits, rounding, size,
+               w->to * 1e6, obus, w->speedup, w->ran, bits, rounding, size,
                g_data_names[g_data]);
     } else {
         printf("%12zu %11.1f %9.3f %12.0f %6s %9.2e %9.2e %9.2e %11.1f %10.3f %7.2fx  %s\n",
                w->bytes, w->tq * 1e6, qbus, w->wire_per_call, code, w->max_abs, w->mean_abs,
-               w->max_rel, w->to * 1e6, obus, w->to / w->tq, w->ran);
+               w->max_rel, w->to * 1e6, obus, w->speedup, w->ran);
     }
     fflush(stdout);
+}
+
+static int cmp_double(const void *a, const void *b)
+{
+    double x = *(const double *) a, y = *(const double *) b;
+
+    return (x > y) - (x < y);
+}
+
+/* The median of v[0..n-1] (sorts v). */
+static double median_of(double *v, int n)
+{
+    qsort(v, (size_t) n, sizeof(double), cmp_double);
+    return 0 == n % 2 ? 0.5 * (v[n / 2 - 1] + v[n / 2]) : v[n / 2];
+}
+
+/* The rounds' timings, qtopo and Open MPI, into row->tq, row->to and row->speedup. */
+static void time_rounds(MPI_Comm qcomm, MPI_Comm ocomm, const bench_opts_t *o, const float *in,
+                        float *out, int count, int iters, bench_row_t *row)
+{
+    double *t = malloc(3 * (size_t) o->rounds * sizeof(double));
+    double *tq = t, *to = t + o->rounds, *ratio = t + 2 * o->rounds;
+    int k;
+
+    if (NULL == t) {
+        fprintf(stderr, "qtopo_bench: out of memory\n");
+        MPI_Abort(MPI_COMM_WORLD, 1);
+    }
+    row->tq = row->to = 1e30;
+    for (k = 0; k < o->rounds; ++k) {
+        tq[k] = time_calls(qcomm, in, out, count, iters);
+        to[k] = time_calls(ocomm, in, out, count, iters);
+        ratio[k] = to[k] / tq[k];
+        row->tq = tq[k] < row->tq ? tq[k] : row->tq;
+        row->to = to[k] < row->to ? to[k] : row->to;
+    }
+    row->speedup = row->to / row->tq;
+    if (o->median) {
+        row->tq = median_of(tq, o->rounds);
+        row->to = median_of(to, o->rounds);
+        row->speedup = median_of(ratio, o->rounds);
+    }
+    free(t);
 }
 
 /* Times one size on both communicators and fills `row` (on every rank). */
@@ -439,7 +487,7 @@ static void bench_size(MPI_Comm qcomm, MPI_Comm ocomm, const bench_opts_t *o, in
     size_t count = row->bytes / sizeof(float);
     float *in = malloc(row->bytes), *out = malloc(row->bytes);
     unsigned long c0[CTR_COUNT], c1[CTR_COUNT], d[CTR_COUNT], calls;
-    int rank, size, iters, k, i;
+    int rank, size, iters, i;
 
     MPI_Comm_rank(qcomm, &rank);
     MPI_Comm_size(qcomm, &size);
@@ -455,14 +503,8 @@ static void bench_size(MPI_Comm qcomm, MPI_Comm ocomm, const bench_opts_t *o, in
     MPI_Allreduce(in, out, (int) count, MPI_FLOAT, MPI_SUM, qcomm); /* warm-up, checked */
     result_error(ocomm, out, count, row);
 
-    row->tq = row->to = 1e30;
     read_counters(c0);
-    for (k = 0; k < o->rounds; ++k) {
-        double t = time_calls(qcomm, in, out, (int) count, iters);
-        row->tq = t < row->tq ? t : row->tq;
-        t = time_calls(ocomm, in, out, (int) count, iters);
-        row->to = t < row->to ? t : row->to;
-    }
+    time_rounds(qcomm, ocomm, o, in, out, (int) count, iters, row);
     read_counters(c1);
     for (i = 0; i < CTR_COUNT; ++i) {
         c1[i] -= c0[i];
@@ -486,7 +528,7 @@ static void usage(int rank)
         fprintf(stderr,
                 "usage: qtopo_bench [-b MIN] [-e MAX] [-r ROUNDS] [--sizes S1,S2,...]\n"
                 "                   [--bits 32|16|8|4|2|1] [--rounding nearest|stochastic] "
-                "\n                   [--data grad|gauss|student|smooth|sparse] [--csv]\n"
+                "\n                   [--data grad|gauss|student|smooth|sparse] [--median] [--csv]\n"
                 "  sizes in bytes of floats (multiples of 4), K/M/G suffixes; default -b 4 -e 64M"
                 "\n");
     }
@@ -593,6 +635,8 @@ static int parse_args(int argc, char **argv, bench_opts_t *o, int rank)
     for (i = 1; i < argc; ++i) {
         if (0 == strcmp(argv[i], "--csv")) {
             o->csv = 1;
+        } else if (0 == strcmp(argv[i], "--median")) {
+            o->median = 1;
         } else if (i + 1 >= argc || !parse_option(argv[i], argv[i + 1], o)) {
             if (0 == rank) {
                 fprintf(stderr, "qtopo_bench: bad or incomplete option '%s'\n", argv[i]);
@@ -631,9 +675,9 @@ static void print_header(int size, const bench_opts_t *o)
     char value[1100];
     size_t i;
 
-    printf("# qtopo_bench: MPI_Allreduce float sum, %d ranks, %d rounds (best kept), data %s; "
+    printf("# qtopo_bench: MPI_Allreduce float sum, %d ranks, %d rounds (%s), data %s; "
            "qtopo counters %s\n# qtopo settings:",
-           size, o->rounds, g_data_names[g_data],
+           size, o->rounds, o->median ? "medians" : "best kept", g_data_names[g_data],
            g_have_pvar[CTR_HANDLED] ? "found" : "missing (qtopo not loaded)");
     for (i = 0; i < sizeof(g_setting_names) / sizeof(g_setting_names[0]); ++i) {
         cvar_format(g_setting_names[i], value, sizeof(value));

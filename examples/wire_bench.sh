@@ -15,6 +15,10 @@
 # Wire bound: every node must send 2(M-1)/M of the buffer across the network (M = 4
 # nodes), at R x RATE; quantized, the buffer is the codes: with blocks of 256 values,
 # (256 * bits / 8 + 8) bytes per 1024 bytes of fp32 (1.03/4 at 8 bits).
+#
+# With iperf3 installed it first measures what TCP itself delivers on the test bed in
+# the same pattern (every node streams to the next one on every rail at once, 4 s) and
+# prints it as a share of the rate: the ceiling any TCP-based allreduce can reach here.
 set -euo pipefail
 
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
@@ -22,6 +26,8 @@ TOP=$(cd "$HERE/.." && pwd)
 BUILD=${QTOPO_BUILDDIR:-$TOP}
 CLUSTER=$TOP/test/cluster/cluster.sh
 RUN=$TOP/test/cluster/run.sh
+# shellcheck source=../test/cluster/common.sh
+. "$TOP/test/cluster/common.sh"
 RATE=${QTOPO_RATE:-500}
 SIZES=${QTOPO_SIZES:-16M,64M}
 ROUNDS=${QTOPO_ROUNDS:-3}
@@ -65,12 +71,40 @@ run_row() {
     rm -f "$out"
 }
 
+# iperf3 ring: node i -> node i+1 on every rail of $1 (rail indices, e.g. "0 1"); prints
+# the mean goodput of the streams as a share of RATE.
+tcp_ceiling() {
+    local k i tmp pids=()
+    tmp=$(mktemp -d)
+    for k in $1; do
+        for i in 0 1 2 3; do
+            ip netns exec "$QT_NODE_PREFIX$i" iperf3 -s -1 -D -p $((5300 + k)) >/dev/null 2>&1
+        done
+    done
+    sleep 0.5
+    for k in $1; do
+        for i in 0 1 2 3; do
+            ip netns exec "$QT_NODE_PREFIX$i" iperf3 -c "$(qt_rail_addr $(((i + 1) % 4)) "$k")" \
+                -p $((5300 + k)) -t 4 -f m >"$tmp/$i.$k" 2>&1 &
+            pids+=($!)
+        done
+    done
+    wait "${pids[@]}" || true
+    awk -v rate="$RATE" '/receiver$/ { s += $(NF - 2); n++ }
+        END { if (n) printf "%.1f%%", 100 * s / n / rate; else printf "n/a" }' "$tmp"/*
+    rm -rf "$tmp"
+}
+
 exec 9>/tmp/qtopo-testbed.lock
 flock 9
 "$CLUSTER" down >/dev/null 2>&1 || true
 trap '"$CLUSTER" down >/dev/null 2>&1 || true' EXIT
 "$CLUSTER" up 4 2 "${RATE}mbit" >&2
 echo "# $(date -u '+%F %T UTC') rate=${RATE}mbit sizes=$SIZES rounds=$ROUNDS"
+if command -v iperf3 >/dev/null; then
+    echo "# TCP ceiling (iperf3, every node to the next at once): one rail $(tcp_ceiling 0)," \
+         "two rails $(tcp_ceiling "0 1") of the rate"
+fi
 echo "# phase shares: of qtopo's time in the whole run, all ranks (node RS, network, node AG; coding is inside network)"
 printf '%-5s %-4s %8s %9s %9s %7s %9s  %4s %4s %4s %4s\n' rails bits size qtopo_s bound_s \
     of_bound ompi_s rs net ag code

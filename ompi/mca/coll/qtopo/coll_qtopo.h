@@ -171,6 +171,7 @@ typedef struct mca_coll_qtopo_component_t {
     int rail_policy;
     int rail_adapt_calls;
     double rail_timeout; /* seconds without progress before a rail is suspected */
+    char *rail_rndv_thresh; /* UCX RNDV_THRESH of the rails' contexts, or auto */
 
     int output; /* opal_output stream, verbosity = coll_qtopo_verbose */
     mca_coll_qtopo_counters_t counters;

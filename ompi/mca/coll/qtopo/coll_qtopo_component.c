@@ -226,6 +226,13 @@ static void register_rail_params(mca_coll_qtopo_component_t *c)
                  "over the rails left, see README \"Rail failure\"); UCX's keep-alive runs at "
                  "half of it (default 5; values under 0.1 count as 0.1)",
                  MCA_BASE_VAR_TYPE_DOUBLE, NULL, OPAL_INFO_LVL_5, false, &c->rail_timeout);
+    c->rail_rndv_thresh = "auto";
+    register_var("rail_rndv_thresh",
+                 "UCX's rendezvous threshold (RNDV_THRESH) for qtopo's rails: auto (inf on "
+                 "network interfaces, so that UCX's TCP transport sends eagerly into the "
+                 "receives qtopo posts ahead; UCX's default on InfiniBand ports), or a UCX "
+                 "value such as 64k or inf. UCX_RNDV_THRESH, when set, wins",
+                 MCA_BASE_VAR_TYPE_STRING, NULL, OPAL_INFO_LVL_5, false, &c->rail_rndv_thresh);
 }
 
 /* The per-rail counters are arrays of QTOPO_RAILS_MAX values (the MPI_T handle's count). */
