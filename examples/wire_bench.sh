@@ -5,7 +5,8 @@
 #
 #   examples/wire_bench.sh
 #
-# For one rail (rail0) and two rails (qtopo's UCX rails, striped), exact and 8-bit
+# For one rail (rail0) and two rails (qtopo's UCX rails, striped with fixed equal weights,
+# so that they send eagerly: README, Rails, coll_qtopo_rail_eager), exact and 8-bit
 # split-rail (coll_qtopo_algorithm hier), one examples/qtopo_bench run of QTOPO_SIZES
 # (default 16M,64M), best of QTOPO_ROUNDS rounds (default 3). Prints per row: qtopo's time,
 # the wire bound and the share of it reached, and qtopo's own split of its time over the
@@ -40,7 +41,8 @@ run_row() {
     local rails=$1 bits=$2 nrails out
     nrails=$(tr ',' '\n' <<<"$rails" | wc -l)
     out=$(mktemp)
-    if ! "$RUN" --timeout 900 "${Q[@]}" --mca coll_qtopo_rails "$rails" -- \
+    if ! "$RUN" --timeout 900 "${Q[@]}" --mca coll_qtopo_rails "$rails" \
+        --mca coll_qtopo_rail_weights "$(sed 's/rail[0-9]*/1/g' <<<"$rails")" -- \
         "$BUILD/examples/qtopo_bench" --csv --bits "$bits" --sizes "$SIZES" -r "$ROUNDS" \
         >"$out" 2>&1; then
         echo "wire_bench: rails $rails bits $bits failed:" >&2

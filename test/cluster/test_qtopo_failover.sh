@@ -99,6 +99,10 @@ qt_check "up 4 nodes x 3 interfaces (rail0: Open MPI, rail1 + rail2: qtopo)" \
 qt_check "lossless split-rail: rail2 down mid-run" lossless_failover
 qt_check "lossless flat: rail2 down mid-run" lossless_failover --mca coll_qtopo_algorithm flat
 qt_check "8-bit split-rail: rail2 down mid-run, results as without failure" quantized_failover
+qt_check "eager rails (fixed weights 1,1), lossless split-rail: rail2 down mid-run" \
+    lossless_failover --mca coll_qtopo_rail_weights 1,1
+qt_check "eager rails (fixed weights 1,1), 8-bit split-rail: rail2 down, results as without" \
+    quantized_failover --mca coll_qtopo_rail_weights 1,1
 qt_check "8-bit flat: rail2 down mid-run, results as without failure" quantized_failover \
     --mca coll_qtopo_algorithm flat
 qt_check "rail2 down before the start: not used, one message" down_before_start

@@ -44,6 +44,13 @@ enum {
     QTOPO_EXACT_NEVER = 2,  /* always handed on: qtopo only quantizes */
 };
 
+/* Values of coll_qtopo_rail_eager. */
+enum {
+    QTOPO_EAGER_AUTO = 0, /* on network interfaces (UCX's TCP transport), not on IB ports */
+    QTOPO_EAGER_ON = 1,
+    QTOPO_EAGER_OFF = 2,
+};
+
 /*
  * Point-to-point tags of qtopo's own messages, at the far end of Open MPI's internal tag
  * range, which no other component reaches (QTOPO_TAG_FAR_END, coll_qtopo_compat.h). Data has a tag of its own, not MCA_COLL_BASE_TAG_ALLREDUCE: a message with
@@ -171,7 +178,7 @@ typedef struct mca_coll_qtopo_component_t {
     int rail_policy;
     int rail_adapt_calls;
     double rail_timeout; /* seconds without progress before a rail is suspected */
-    char *rail_rndv_thresh; /* UCX RNDV_THRESH of the rails' contexts, or auto */
+    int rail_eager;         /* QTOPO_EAGER_*: rails send eagerly (coll_qtopo_rails.c) */
 
     int output; /* opal_output stream, verbosity = coll_qtopo_verbose */
     mca_coll_qtopo_counters_t counters;

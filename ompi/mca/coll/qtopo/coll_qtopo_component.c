@@ -178,6 +178,13 @@ static const mca_base_var_enum_value_t qtopo_transports[] = {
     {0, NULL},
 };
 
+static const mca_base_var_enum_value_t qtopo_eager_values[] = {
+    {QTOPO_EAGER_AUTO, "auto"},
+    {QTOPO_EAGER_ON, "on"},
+    {QTOPO_EAGER_OFF, "off"},
+    {0, NULL},
+};
+
 static const mca_base_var_enum_value_t qtopo_rail_policies[] = {
     {QTOPO_RAIL_STRIPE, "stripe"},
     {QTOPO_RAIL_ALIGNED, "aligned"},
@@ -226,13 +233,16 @@ static void register_rail_params(mca_coll_qtopo_component_t *c)
                  "over the rails left, see README \"Rail failure\"); UCX's keep-alive runs at "
                  "half of it (default 5; values under 0.1 count as 0.1)",
                  MCA_BASE_VAR_TYPE_DOUBLE, NULL, OPAL_INFO_LVL_5, false, &c->rail_timeout);
-    c->rail_rndv_thresh = "auto";
-    register_var("rail_rndv_thresh",
-                 "UCX's rendezvous threshold (RNDV_THRESH) for qtopo's rails: auto (inf on "
-                 "network interfaces, so that UCX's TCP transport sends eagerly into the "
-                 "receives qtopo posts ahead; UCX's default on InfiniBand ports), or a UCX "
-                 "value such as 64k or inf. UCX_RNDV_THRESH, when set, wins",
-                 MCA_BASE_VAR_TYPE_STRING, NULL, OPAL_INFO_LVL_5, false, &c->rail_rndv_thresh);
+    c->rail_eager = QTOPO_EAGER_AUTO;
+    register_var("rail_eager",
+                 "Whether qtopo's rails send eagerly (UCX_RNDV_THRESH=inf, UCX_TCP_SNDBUF=128k: "
+                 "data goes straight into the receives qtopo posts ahead instead of waiting for "
+                 "a rendezvous answer): auto (on network interfaces, i.e. UCX's TCP transport, "
+                 "when coll_qtopo_rail_weights are fixed; not with weights that follow the "
+                 "network, which time sends, nor on InfiniBand ports), on, or off. A UCX_ "
+                 "variable the user sets wins",
+                 MCA_BASE_VAR_TYPE_INT, qtopo_eager_values, OPAL_INFO_LVL_5, false,
+                 &c->rail_eager);
 }
 
 /* The per-rail counters are arrays of QTOPO_RAILS_MAX values (the MPI_T handle's count). */

@@ -248,6 +248,14 @@ static int rs_finish(hier_plan_t *p, const float *sbuf, float *rbuf, int b)
     return rc;
 }
 
+/* Bytes sent and coding time of a sub-algorithm's run, added to *to (its phase times are
+ * the caller's to charge). */
+static void add_traffic(qtopo_sra_stats_t *to, const qtopo_sra_stats_t *from)
+{
+    to->bytes_sent += from->bytes_sent;
+    to->code_seconds += from->code_seconds;
+}
+
 /* Allreduce of our piece of block b across the nodes. */
 static int rail_phase(hier_plan_t *p, float *rbuf, int b)
 {
@@ -268,8 +276,7 @@ static int rail_phase(hier_plan_t *p, float *rbuf, int b)
     sa.residual = NULL != sa.residual ? sa.residual + own_before(p->count, p->nblk, p->L, p->l, b)
                                       : NULL;
     rc = qtopo_sra_allreduce(p->rail_x, rbuf + off, rbuf + off, len, &sa, p->rail_scratch, &st);
-    p->stats.bytes_sent += st.bytes_sent;
-    p->stats.code_seconds += st.code_seconds;
+    add_traffic(&p->stats, &st);
     return rc;
 }
 
@@ -449,8 +456,7 @@ static int folded_core(qtopo_xport_t *fold_x, int width, qtopo_xport_t *node_x,
         qtopo_sra_stats_t hs;
         rc = qtopo_hier_allreduce(node_x, rail_x, rbuf, rbuf, count, a,
                                   (char *) scratch + fold_slot_bytes(count), &hs);
-        st->bytes_sent += hs.bytes_sent;
-        st->code_seconds += hs.code_seconds;
+        add_traffic(st, &hs);
         for (k = 0; k < QTOPO_NPHASES; ++k) {
             st->phase_seconds[k] += hs.phase_seconds[k];
         }

@@ -8,16 +8,27 @@
  * else every active InfiniBand port. A name the host does not have is reported once
  * and left out. Each context gets NET_DEVICES = its device, TLS = every transport but
  * shared memory and self unless UCX_TLS is set, and otherwise the user's UCX settings,
- * so TCP, RoCE and InfiniBand devices all work. On a network interface (UCX's TCP
- * transport) messages go eagerly unless coll_qtopo_rail_rndv_thresh or UCX_RNDV_THRESH
- * says otherwise: UCX's rendezvous over TCP makes every large message wait for the
- * receiving process to answer a request before its data moves, and where ranks share
- * cores that process is often not running. qtopo posts its receives ahead, so eager data
- * lands in place. On the test bed (2 rails of 500 Mbit/s, 4 nodes x 2 ranks, split-rail,
- * 2026-12-02, one run each) eager took lossless 16 / 64 MiB from 0.267 / 0.971 s to
- * 0.219 / 0.929 s a call and 8-bit from 0.100 / 0.409 s to 0.077 / 0.340 s; a 1 MiB
- * threshold gave 0.224 / 0.941 s lossless. InfiniBand ports keep UCX's default, whose
- * rendezvous is a zero-copy RDMA transfer there.
+ * so TCP, RoCE and InfiniBand devices all work.
+ *
+ * Eager rails (coll_qtopo_rail_eager; auto: network interfaces, i.e. UCX's TCP
+ * transport, where the weights are fixed): RNDV_THRESH = inf and TCP_SNDBUF = 128 KiB,
+ * each unless the user set its UCX_ variable. UCX's rendezvous over TCP makes every
+ * large message wait for the receiving process to answer a request before its data
+ * moves, and where ranks share cores that process is often not running; qtopo posts its
+ * receives ahead, so eager data lands in place. Test bed, 4 nodes x 2 ranks, 2 rails of
+ * 500 Mbit/s, 2026-12-02, lossless split-rail, s per call in one run each:
+ *                             16 MiB        64 MiB
+ *   rendezvous (UCX)          0.235 0.277   0.948 0.974
+ *   eager, buffer 128 KiB     0.221 0.220   0.914 0.887
+ *   eager, buffer 512 KiB     0.219 0.220   0.853 0.859
+ *   eager, system buffers     0.219         0.929
+ * and at 8 bits 0.100 / 0.409 s (rendezvous) against 0.069 / 0.287 s (eager, 128 KiB;
+ * 0.077 / 0.340 s with the system's buffers), hence 128 KiB. Not with weights that
+ * follow the network: they time sends, and an eager send ends when the socket takes its
+ * bytes. With eager sends their estimates swung between 58 % and 94 % for the faster of
+ * two rails of 400 and 100 Mbit/s, and with the system's buffers they did not move at
+ * all; under rendezvous they settle near 80 %. InfiniBand ports keep UCX's default:
+ * there the rendezvous is an RDMA transfer.
  *
  * Weights: coll_qtopo_rail_weights, or auto = the link speed the OS reports
  * (/sys/class/net/DEV/speed in Mbit/s, /sys/class/infiniband/DEV/ports/P/rate), equal
@@ -280,18 +291,38 @@ static bool find_weights(mca_coll_qtopo_rails_t *rails)
 
 /* ---- contexts and workers ---------------------------------------------------------------- */
 
-/* UCX's RNDV_THRESH for rail r's context; NULL: leave UCX's own. */
-static const char *rndv_thresh(const mca_coll_qtopo_rails_t *rails, int r)
-{
-    const char *v = mca_coll_qtopo_component.rail_rndv_thresh;
+/* Socket send buffer of an eager TCP rail (see the top of this file). */
+#define QTOPO_RAIL_EAGER_SNDBUF "128k"
 
-    if (NULL != getenv("UCX_RNDV_THRESH") || NULL == v || '\0' == v[0]) {
-        return NULL;
+/* Whether this rank's settings ask for weights that follow the network. */
+static bool adaptive_weights_asked(void)
+{
+    const mca_coll_qtopo_component_t *c = &mca_coll_qtopo_component;
+
+    return (NULL == c->rail_weights || '\0' == c->rail_weights[0]
+            || 0 == strcmp("auto", c->rail_weights))
+           && QTOPO_RAIL_STRIPE == c->rail_policy && 0 < c->rail_adapt_calls;
+}
+
+/* Whether rail r's context sends eagerly (coll_qtopo_rail_eager): auto on network
+ * interfaces with fixed weights. */
+static bool eager_rail(const mca_coll_qtopo_rails_t *rails, int r)
+{
+    int eager = mca_coll_qtopo_component.rail_eager;
+
+    if (QTOPO_EAGER_AUTO == eager) {
+        return NULL == strchr(rails->name[r], ':') && !adaptive_weights_asked();
     }
-    if (0 != strcmp(v, "auto")) {
-        return v;
-    }
-    return NULL == strchr(rails->name[r], ':') ? "inf" : NULL;
+    return QTOPO_EAGER_ON == eager;
+}
+
+/* UCX setting `name` = value in config, unless the user set UCX_<name>. */
+static ucs_status_t set_unless_env(ucp_config_t *config, const char *name, const char *value)
+{
+    char env[64];
+
+    snprintf(env, sizeof(env), "UCX_%s", name);
+    return NULL != getenv(env) ? UCS_OK : ucp_config_modify(config, name, value);
 }
 
 static int open_rail(mca_coll_qtopo_rails_t *rails, int r)
@@ -308,25 +339,23 @@ static int open_rail(mca_coll_qtopo_rails_t *rails, int r)
     st = ucp_config_modify(config, "NET_DEVICES", rails->name[r]);
     /* a rail is for other nodes: no shared memory, which UCX would also pick between
      * containers or namespaces on one host (the test bed), bypassing the device */
-    if (UCS_OK == st && NULL == getenv("UCX_TLS")) {
-        st = ucp_config_modify(config, "TLS", "^sm,self");
+    if (UCS_OK == st) {
+        st = set_unless_env(config, "TLS", "^sm,self");
     }
     /* UCX's keep-alive finds a silent peer on an idle connection within about twice
      * the interval: half of qtopo's own watchdog timeout */
-    if (UCS_OK == st && NULL == getenv("UCX_KEEPALIVE_INTERVAL")) {
+    if (UCS_OK == st) {
         char interval[32];
 
         snprintf(interval, sizeof(interval), "%.3fs",
                  0.5 * mca_coll_qtopo_component.rail_timeout);
-        st = ucp_config_modify(config, "KEEPALIVE_INTERVAL", interval);
+        st = set_unless_env(config, "KEEPALIVE_INTERVAL", interval);
     }
-    if (UCS_OK == st && NULL != rndv_thresh(rails, r)) {
-        st = ucp_config_modify(config, "RNDV_THRESH", rndv_thresh(rails, r));
-        if (UCS_OK != st) {
-            opal_output(0, "coll:qtopo: coll_qtopo_rail_rndv_thresh \"%s\" was refused by UCX "
-                        "(%s); rail %s is not used", rndv_thresh(rails, r),
-                        ucs_status_string(st), rails->name[r]);
-        }
+    if (UCS_OK == st && eager_rail(rails, r)) {
+        st = set_unless_env(config, "RNDV_THRESH", "inf");
+    }
+    if (UCS_OK == st && eager_rail(rails, r)) {
+        st = set_unless_env(config, "TCP_SNDBUF", QTOPO_RAIL_EAGER_SNDBUF);
     }
     memset(&params, 0, sizeof(params));
     params.field_mask = UCP_PARAM_FIELD_FEATURES | UCP_PARAM_FIELD_MT_WORKERS_SHARED;

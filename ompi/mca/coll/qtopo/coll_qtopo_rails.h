@@ -19,8 +19,8 @@
  * (coll_qtopo_railsplit.h).
  *
  * Weights that follow the network (coll_qtopo_rail_weights auto, policy stripe): the
- * transport times every piece it receives (from when it was posted, or the rail's
- * previous piece ended, to UCX's receive callback) and adds bytes and seconds per rail. Every coll_qtopo_rail_adapt_calls
+ * transport times every large piece it sends (post to completion, from UCX's send
+ * callback) and adds bytes and seconds per rail. Every coll_qtopo_rail_adapt_calls
  * calls, each rank offers its measured rate per rail in the per-call agreement
  * (coll_qtopo_agree.c, words that are MIN-reduced), and every rank derives the new
  * weights from the reduced rates with the same pure function
@@ -62,9 +62,8 @@ struct mca_coll_qtopo_rails {
     unsigned long bytes_sent[QTOPO_RAILS_MAX], bytes_recv[QTOPO_RAILS_MAX];
     /* adaptive weights: on when the weights are auto and the policy stripe */
     bool adapt;
-    double meas_sec[QTOPO_RAILS_MAX];           /* receive time of the timed pieces */
+    double meas_sec[QTOPO_RAILS_MAX];           /* send time of the timed pieces */
     unsigned long meas_bytes[QTOPO_RAILS_MAX];  /* ... and their bytes, since the last offer */
-    double last_rx[QTOPO_RAILS_MAX];            /* when the latest received piece ended */
     /* failure (coll_qtopo_agree.c): what this rank saw in the running call */
     bool trouble;                               /* some rail failed here */
     bool suspect[QTOPO_RAILS_MAX];              /* ... this one */

@@ -51,7 +51,7 @@ typedef struct ucx_req {
     qtopo_req_t pml;                       /* a peer on this node: the PML transport's */
     void *piece[QTOPO_RAILS_MAX];          /* UCX requests still pending */
     size_t off[QTOPO_RAILS_MAX], len[QTOPO_RAILS_MAX], got[QTOPO_RAILS_MAX];
-    double posted, done_at[QTOPO_RAILS_MAX]; /* receives: completion times (0: not yet) */
+    double posted, done_at[QTOPO_RAILS_MAX]; /* sends: completion times (0: not stamped) */
     int nrails, peer;                        /* peer: communicator rank */
     char *buf;
     bool recv, failed;
@@ -98,13 +98,21 @@ static ucx_req_t *new_req(qtopo_req_t *req, void *buf, bool recv)
     return u;
 }
 
-/* Completion of a received piece: when (its size is read in step). */
+/* Completion of a received piece: its size. */
 static void recv_done(void *request, ucs_status_t status, const ucp_tag_recv_info_t *info,
                       void *user_data)
 {
     (void) request;
+    if (UCS_OK == status) {
+        *(size_t *) user_data = info->length;
+    }
+}
+
+/* Completion of a sent piece: when. */
+static void send_done(void *request, ucs_status_t status, void *user_data)
+{
+    (void) request;
     (void) status;
-    (void) info;
     *(double *) user_data = qtopo_now();
 }
 
@@ -120,8 +128,7 @@ static int post_piece(mca_coll_qtopo_rails_t *rails, ucx_req_t *u, int r, int pe
         param.op_attr_mask = UCP_OP_ATTR_FIELD_CALLBACK | UCP_OP_ATTR_FIELD_USER_DATA
                              | UCP_OP_ATTR_FLAG_NO_IMM_CMPL;
         param.cb.recv = recv_done;
-        param.user_data = &u->done_at[r];
-        u->done_at[r] = 0.0;
+        param.user_data = &u->got[r];
         u->got[r] = 0;
         p = ucp_tag_recv_nbx(rails->worker[r], u->buf + u->off[r], u->len[r], tag,
                              (ucp_tag_t) -1, &param);
@@ -131,6 +138,10 @@ static int post_piece(mca_coll_qtopo_rails_t *rails, ucx_req_t *u, int r, int pe
         if (NULL == ep) {
             return QTOPO_XPORT_ERR;
         }
+        param.op_attr_mask = UCP_OP_ATTR_FIELD_CALLBACK | UCP_OP_ATTR_FIELD_USER_DATA;
+        param.cb.send = send_done;
+        param.user_data = &u->done_at[r];
+        u->done_at[r] = 0.0;
         p = ucp_tag_send_nbx(ep, u->buf + u->off[r], u->len[r], tag, &param);
         mca_coll_qtopo_rails_count(rails, r, u->len[r], 0);
         u->got[r] = u->len[r];
@@ -187,26 +198,6 @@ static int ucx_irecv(qtopo_xport_t *x, int peer, void *buf, size_t cap, qtopo_re
     return post(x, peer, buf, cap, req, true);
 }
 
-/*
- * The rate of rail r, for the adaptive weights: a received piece counts from when it was
- * posted or the rail's previous piece ended, whichever is later, to its end. (Sends
- * cannot be timed: with eager messages a send ends when the socket takes its bytes.)
- * A sender's lateness delays both pieces of a message alike, so it slows the measured
- * rates of all rails but leaves weights that end both pieces together unchanged.
- */
-static void time_piece(mca_coll_qtopo_rails_t *rails, const ucx_req_t *u, int r)
-{
-    double start = u->posted > rails->last_rx[r] ? u->posted : rails->last_rx[r];
-
-    if (0.0 < u->done_at[r] && start < u->done_at[r]) {
-        rails->meas_bytes[r] += u->got[r];
-        rails->meas_sec[r] += u->done_at[r] - start;
-    }
-    if (rails->last_rx[r] < u->done_at[r]) {
-        rails->last_rx[r] = u->done_at[r];
-    }
-}
-
 /* Completes what it can of u without blocking; true when all of it is done or a part
  * failed (u->failed: the rest is for abandon). */
 static bool step(mca_coll_qtopo_rails_t *rails, ucx_req_t *u)
@@ -233,14 +224,7 @@ static bool step(mca_coll_qtopo_rails_t *rails, ucx_req_t *u)
         if (NULL == u->piece[r]) {
             continue;
         }
-        if (u->recv) {
-            ucp_tag_recv_info_t info;
-
-            st = ucp_tag_recv_request_test(u->piece[r], &info);
-            u->got[r] = UCS_OK == st ? info.length : 0;
-        } else {
-            st = ucp_request_check_status(u->piece[r]);
-        }
+        st = ucp_request_check_status(u->piece[r]);
         if (UCS_INPROGRESS == st) {
             done = false;
             continue;
@@ -251,7 +235,9 @@ static bool step(mca_coll_qtopo_rails_t *rails, ucx_req_t *u)
         }
         if (u->recv && UCS_OK == st) {
             mca_coll_qtopo_rails_count(rails, r, 0, u->got[r]);
-            time_piece(rails, u, r);
+        } else if (UCS_OK == st && 0.0 < u->done_at[r]) {
+            rails->meas_bytes[r] += u->len[r];
+            rails->meas_sec[r] += u->done_at[r] - u->posted;
         }
         ucp_request_free(u->piece[r]);
         u->piece[r] = NULL;
