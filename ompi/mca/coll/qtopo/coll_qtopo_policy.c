@@ -278,7 +278,14 @@ int qtopo_schedule_quantize(uint64_t call, double ratio, uint64_t warmup)
  *   test bed, 2 nodes x 2 (split) 0.50       0.66       0.89       1.27 1.41  1.17 0.96  16 MiB
  *   test bed, 4 nodes x 2 (split) 0.69       0.79       1.14 1.22  1.57 1.44  1.26 1.44  4 MiB
  *
- * (test bed: 2 rails of 500 Mbit/s, qtopo on its UCX rails, tuned on ob1/TCP over both.)
+ * (test bed: 2 rails of 500 Mbit/s, qtopo on its UCX rails, tuned on ob1/TCP over both.
+ * The rails kept UCX's rendezvous, as they still do by default (adaptive weights); with
+ * fixed weights they send eagerly, and a run with eager rails (paired medians of 9
+ * rounds) had the flat 2-node layout win from 4 MiB (1.43x, 1.63x, 1.51x at 4/16/64 MiB):
+ * for eager rails the table is conservative. A later auto run with paired medians of 11
+ * rounds, README "No tax on exact calls", had every handed-on entry at 0.97-1.02x but
+ * two, 0.89 and 1.16, both at 1 MiB on the test bed, where tuned's own run-to-run noise
+ * is that large.)
  * Inside one node tuned wins at 4 and 8 ranks up to 4-16 MiB: both go through the
  * shared-memory BTL, but qtopo's ring pays its pipeline (segments of 256 KiB, each a
  * message, a wait and a separate reduction pass over a staging copy) on every one of
