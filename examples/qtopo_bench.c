@@ -17,7 +17,8 @@
  * best round. With --median, each time is the median over the rounds instead, and the
  * speedup is the median of the rounds' own ratios (each round's two timings are adjacent,
  * so a load that changes during the run touches both sides of a ratio alike): steadier on
- * a shared machine than best-of, where one lucky round decides. The input (--data) is, from a deterministic generator of (rank, index):
+ * a shared machine than best-of, where one lucky round decides. The input (--data) is,
+ * from a deterministic generator of (rank, index):
  *   grad     (default) gradient-like: Gaussian, standard deviation 1e-3 times 1..4 by rank
  *   gauss    standard Gaussian
  *   student  Student-t with 3 degrees of freedom (heavy tails)
@@ -528,7 +529,8 @@ static void usage(int rank)
         fprintf(stderr,
                 "usage: qtopo_bench [-b MIN] [-e MAX] [-r ROUNDS] [--sizes S1,S2,...]\n"
                 "                   [--bits 32|16|8|4|2|1] [--rounding nearest|stochastic] "
-                "\n                   [--data grad|gauss|student|smooth|sparse] [--median] [--csv]\n"
+                "\n                   [--data grad|gauss|student|smooth|sparse] [--median] "
+                "[--csv]\n"
                 "  sizes in bytes of floats (multiples of 4), K/M/G suffixes; default -b 4 -e 64M"
                 "\n");
     }

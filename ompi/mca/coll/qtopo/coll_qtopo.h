@@ -46,7 +46,7 @@ enum {
 
 /* Values of coll_qtopo_rail_eager. */
 enum {
-    QTOPO_EAGER_AUTO = 0, /* on network interfaces (UCX's TCP transport), not on IB ports */
+    QTOPO_EAGER_AUTO = 0, /* on network interfaces (UCX's TCP) with fixed rail weights */
     QTOPO_EAGER_ON = 1,
     QTOPO_EAGER_OFF = 2,
 };
@@ -178,7 +178,7 @@ typedef struct mca_coll_qtopo_component_t {
     int rail_policy;
     int rail_adapt_calls;
     double rail_timeout; /* seconds without progress before a rail is suspected */
-    int rail_eager;         /* QTOPO_EAGER_*: rails send eagerly (coll_qtopo_rails.c) */
+    int rail_eager;      /* QTOPO_EAGER_*: rails send eagerly (coll_qtopo_rails.c) */
 
     int output; /* opal_output stream, verbosity = coll_qtopo_verbose */
     mca_coll_qtopo_counters_t counters;

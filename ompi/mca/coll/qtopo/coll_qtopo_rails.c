@@ -353,9 +353,9 @@ static int open_rail(mca_coll_qtopo_rails_t *rails, int r)
     }
     if (UCS_OK == st && eager_rail(rails, r)) {
         st = set_unless_env(config, "RNDV_THRESH", "inf");
-    }
-    if (UCS_OK == st && eager_rail(rails, r)) {
-        st = set_unless_env(config, "TCP_SNDBUF", QTOPO_RAIL_EAGER_SNDBUF);
+        if (UCS_OK == st) {
+            st = set_unless_env(config, "TCP_SNDBUF", QTOPO_RAIL_EAGER_SNDBUF);
+        }
     }
     memset(&params, 0, sizeof(params));
     params.field_mask = UCP_PARAM_FIELD_FEATURES | UCP_PARAM_FIELD_MT_WORKERS_SHARED;
