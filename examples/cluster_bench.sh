@@ -1,6 +1,6 @@
 #!/bin/bash
 # cluster_bench.sh: qtopo against Open MPI's allreduce algorithms on the emulated cluster
-# (test/cluster), the reference setup of DESIGN.md §5: 4 nodes x 2 ranks x 2 rails,
+# (test/cluster), the reference setup of the README's *Benchmarks*: 4 nodes x 2 ranks x 2 rails,
 # each rail shaped to 500 Mbit/s. Needs root (network namespaces).
 #
 #   examples/cluster_bench.sh            (after make check, or at least make)
